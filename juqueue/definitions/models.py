@@ -1,0 +1,122 @@
+"""Validated, plain-data models every other layer works with.
+
+The loaders (YAML, the original Python API, clusters.yaml) all produce these; nothing
+past `definitions/` ever sees a raw dict or a user's Python object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ExecutorSpec(BaseModel):
+    """How a run's command is started: its environment and what runs before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: dict[str, str] = Field(default_factory=dict)
+    python_search_path: list[str] = Field(default_factory=list)
+    venv: str | None = None
+    prepend_script: list[str] = Field(default_factory=list)
+    cuda: bool = False
+
+
+class RunSpec(BaseModel):
+    """One run as defined, before any attempt.
+
+    `cmd` is the fully rendered argument list (parameters appended); the placeholders
+    `{run_dir}` and `{log_dir}` inside its items are resolved against the work dir when an
+    attempt starts (the original API's `RunDef.path` / `RunDef.log_path`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str
+    id: str
+    cluster: str
+    cmd: list[str]
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    depends_on: list[str] = Field(default_factory=list)  # global ids: "experiment@run"
+    max_retries: int = 0
+    source_file: str = ""
+
+    @property
+    def global_id(self) -> str:
+        return f"{self.experiment}@{self.id}"
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that affects execution changes (not the source path)."""
+        data = self.model_dump(exclude={"source_file"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class DefinitionError(BaseModel):
+    """One problem in one definition file; `file` always names the culprit."""
+
+    file: str
+    message: str
+    run: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.run:
+            where += f": run {self.run!r}"
+        if self.field:
+            where += f": field {self.field!r}"
+        return f"{where}: {self.message}"
+
+
+class LoadResult(BaseModel):
+    """What one evaluation of a def dir produced.
+
+    `experiments` maps experiment name -> source file for every file that loaded;
+    `failed_files` lists files that failed as a whole: the store must not touch the
+    experiments those files define (they keep what they had).
+    """
+
+    runs: list[RunSpec] = Field(default_factory=list)
+    experiments: dict[str, str] = Field(default_factory=dict)
+    errors: list[DefinitionError] = Field(default_factory=list)
+    failed_files: list[str] = Field(default_factory=list)
+
+
+class ClusterSpec(BaseModel):
+    """One cluster from clusters.yaml, `local` or `slurm`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: Literal["local", "slurm"]
+    num_slots: int = Field(1, ge=1)
+    max_jobs: int = Field(1, ge=0)
+    cpus_per_slot: int | None = Field(None, ge=1)
+    cuda_devices_per_slot: int | None = Field(None, ge=1)
+    idle_timeout: float = Field(30.0, ge=0)  # seconds an empty node lives before it is stopped
+    grace_period: float = Field(30.0, ge=0)  # seconds between SIGTERM and SIGKILL when a run is stopped
+    heartbeat_interval: float = Field(5.0, gt=0)
+    heartbeat_timeout: float = Field(30.0, gt=0)
+    scaling_policy: dict[str, object] | str | None = None  # kept for the scaler
+    env: dict[str, str] = Field(default_factory=dict)
+    # local only (accepted from the original's files)
+    cores: int | None = None
+    memory: str | None = None
+    # slurm only
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # SLURM time formats
+    cpus_per_task: int | None = None
+    gres: str | None = None
+    constraint: str | None = None
+    exclusive: bool = False
+    extra_directives: list[str] = Field(default_factory=list)
+    prologue: list[str] = Field(default_factory=list)
+    python: str | None = None
+    job_name: str = "juqueue"
+    signal_lead: int = Field(120, ge=0)  # seconds before the time limit the job is warned
+    poll_interval: float = Field(30.0, gt=0)

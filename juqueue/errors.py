@@ -1,0 +1,15 @@
+"""Project errors that carry enough to name the culprit."""
+
+from __future__ import annotations
+
+
+class JuQueueError(Exception):
+    """Base of every error JuQueue raises on purpose."""
+
+
+class ConfigError(JuQueueError):
+    """A configuration or definition is wrong; the message names the file and field."""
+
+
+class AlreadyRunningError(JuQueueError):
+    """Another controller holds the work dir's lock."""
