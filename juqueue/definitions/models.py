@@ -83,6 +83,11 @@ class LoadResult(BaseModel):
     experiments: dict[str, str] = Field(default_factory=dict)
     errors: list[DefinitionError] = Field(default_factory=list)
     failed_files: list[str] = Field(default_factory=list)
+    # experiment names (as far as known) of the failed files: leave them untouched
+    failed_experiments: list[str] = Field(default_factory=list)
+    # True when the evaluation as a whole failed (timeout, crash, missing def dir): then
+    # nothing is known about any file and the caller must change nothing at all
+    aborted: bool = False
 
 
 class ClusterSpec(BaseModel):

@@ -1,0 +1,248 @@
+"""The original JuQueue's Python API (`ExperimentDef`, `RunDef`, `ExecutorDef`).
+
+Experiment files written for the original keep loading unchanged; these classes only
+describe runs and are turned into plain `RunSpec`s by `RunDef.to_spec()`, so nothing past
+`definitions/` ever sees a user's Python object.
+
+Rendering follows the original: parameters are appended to `cmd` as `--key-name value`
+(`argparse`, underscores become dashes) or `key=value` (`eq`); values go through `str()`
+(so `True` renders as `True` and a list as its Python repr); `None` is rejected, as the
+original's pydantic model rejected it. `RunDef.path` / `RunDef.log_path` are placeholders
+rendered as `{run_dir}` / `{log_dir}` that the worker resolves when an attempt starts.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from juqueue.definitions.models import ExecutorSpec, RunSpec
+
+RUN_DIR = "{run_dir}"
+LOG_DIR = "{log_dir}"
+ABSTRACT_ID = "@abstract"
+
+
+class PathDef(PurePosixPath):
+    """A path under a run's directory, resolved only when an attempt starts.
+
+    `run.path / "ckpt"` renders as `{run_dir}/ckpt`; do not resolve it in the definition.
+    """
+
+
+class PathVars:
+    """Placeholders as the original named them (only the run-relative ones exist here)."""
+
+    RUN_DIR: PathDef = PathDef(RUN_DIR)
+    LOG_DIR: PathDef = PathDef(LOG_DIR)
+
+
+def _to_str(value: Any) -> Any:
+    """Path-likes and numbers become strings (the original's pydantic v1 coerced them)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def render_value(value: Any, what: str) -> str:
+    """One command item or parameter value as the string the process will get."""
+    if value is None:
+        raise ValueError(f"{what} is None (not allowed; leave the parameter out instead)")
+    if isinstance(value, (PurePosixPath, os.PathLike)):
+        return str(value) if isinstance(value, PurePosixPath) else os.fspath(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (str, int, float, bool)):
+        return str(value)
+    if isinstance(value, (list, tuple)):  # the original rendered these with str()
+        return str(type(value)(str(x) if isinstance(x, (PurePosixPath, os.PathLike)) else x for x in value))
+    raise ValueError(f"{what} has unsupported type {type(value).__name__}")
+
+
+def render_cmd(cmd: list[Any], parameters: dict[str, Any], parameter_format: str) -> list[str]:
+    """The full argument list: `cmd` items, then the parameters in the requested format."""
+    out = [render_value(item, f"cmd[{i}]") for i, item in enumerate(cmd)]
+    for key, value in parameters.items():
+        rendered = render_value(value, f"parameter {key!r}")
+        if parameter_format == "argparse":
+            out.extend([f"--{key.replace('_', '-')}", rendered])
+        elif parameter_format == "eq":
+            out.append(f"{key}={rendered}")
+        else:
+            raise ValueError(f"unknown parameter_format {parameter_format!r}")
+    return out
+
+
+class ExecutorDef(BaseModel):
+    """Environment of a run: env vars, PYTHONPATH additions, venv, bash lines before it, CUDA."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    env: dict[str, str] = Field(default_factory=dict)
+    python_search_path: list[str] = Field(default_factory=list)
+    venv: str | None = None
+    prepend_script: list[str] | None = None
+    cuda: bool = False
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values(cls, v: Any) -> Any:
+        return {k: _to_str(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @field_validator("python_search_path", "prepend_script", mode="before")
+    @classmethod
+    def _str_items(cls, v: Any) -> Any:
+        return [_to_str(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    @field_validator("venv", mode="before")
+    @classmethod
+    def _venv(cls, v: Any) -> Any:
+        return _to_str(v)
+
+    def to_spec(self) -> ExecutorSpec:
+        return ExecutorSpec(
+            env=dict(self.env),
+            python_search_path=list(self.python_search_path),
+            venv=self.venv,
+            prepend_script=list(self.prepend_script or []),
+            cuda=self.cuda,
+        )
+
+
+class RunDef(BaseModel):
+    """One run as the original API defines it (command, parameters, executor, dependencies)."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+    id: str
+    experiment_name: str
+    cluster: str
+    cmd: list[Any]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_format: Literal["argparse", "eq"] = "argparse"
+    depends_on: list[RunDef | str] = Field(default_factory=list)
+    executor: ExecutorDef = Field(default_factory=ExecutorDef)
+    check_heartbeat: bool = False  # accepted for compatibility; heartbeats are always on
+    is_abstract: bool = False
+    max_retries: int = Field(0, ge=0)  # new: automatic requeues after a failure (exit != 0)
+
+    @field_validator("cmd", mode="before")
+    @classmethod
+    def _cmd_list(cls, v: Any) -> Any:
+        if isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, list):
+            for i, item in enumerate(v):
+                render_value(item, f"cmd[{i}]")  # fail at definition time, with the index
+        return v
+
+    @field_validator("parameters", mode="after")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, value in v.items():
+            render_value(value, f"parameter {key!r}")
+        return v
+
+    @classmethod
+    def create_abstract(cls, **kwargs: Any) -> RunDef:
+        """A template run that is never executed; `fork()` it into real runs."""
+        if any(x in kwargs for x in ("id", "is_abstract")):
+            raise ValueError("Cannot define id or is_abstract.")
+        return cls(id=ABSTRACT_ID, is_abstract=True, **kwargs)
+
+    def fork(self, run_id: str) -> RunDef:
+        """A deep copy with a new id, never abstract."""
+        return self.model_copy(deep=True, update={"id": run_id, "is_abstract": False})
+
+    @property
+    def global_id(self) -> str:
+        if self.is_abstract:
+            return "@abstract_run"
+        return f"{self.experiment_name}@{self.id}"
+
+    @property
+    def path(self) -> PathDef:
+        """The run's own directory (W/runs/<experiment>/<run>), resolved at execution time."""
+        return PathDef(RUN_DIR)
+
+    @property
+    def log_path(self) -> PathDef:
+        """The run's log directory, resolved at execution time."""
+        return PathDef(LOG_DIR)
+
+    @property
+    def metadata_path(self) -> PathDef:
+        return self.path / "juqueue-run.json"
+
+    def parsed_cmd(self) -> list[str]:
+        """The rendered command, placeholders still in it (the original's name)."""
+        return render_cmd(self.cmd, self.parameters, self.parameter_format)
+
+    def dependency_ids(self) -> list[str]:
+        """`depends_on` as global ids; a bare id means a run of the same experiment."""
+        out = []
+        for dep in self.depends_on:
+            if isinstance(dep, RunDef):
+                if dep.is_abstract:
+                    raise ValueError("depends_on names an abstract run")
+                out.append(dep.global_id)
+            elif "@" in dep:
+                out.append(dep)
+            else:
+                out.append(f"{self.experiment_name}@{dep}")
+        return out
+
+    def to_spec(self, source_file: str = "") -> RunSpec:
+        """The plain, validated `RunSpec` every other layer uses."""
+        if self.is_abstract:
+            raise ValueError("an abstract run cannot be executed; fork() it first")
+        return RunSpec(
+            experiment=self.experiment_name,
+            id=self.id,
+            cluster=self.cluster,
+            cmd=self.parsed_cmd(),
+            executor=self.executor.to_spec(),
+            depends_on=self.dependency_ids(),
+            max_retries=self.max_retries,
+            source_file=source_file,
+        )
+
+    def __str__(self) -> str:
+        return f"RunDef(uid={self.id}, experiment={self.experiment_name})"
+
+
+class ExperimentDef(ABC):
+    """Base of an experiment file's class: a unique `name` and its `runs`."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Unique name of this experiment."""
+        raise NotImplementedError()
+
+    @property
+    @abstractmethod
+    def runs(self) -> list[RunDef]:
+        """The run definitions of this experiment."""
+        raise NotImplementedError()
+
+    @property
+    def path(self) -> PathDef:
+        """The experiment's directory (W/runs/<experiment>), resolved at execution time."""
+        return PathDef(RUN_DIR) / ".."
+
+    @property
+    def fail_period(self) -> int:
+        """Kept for compatibility; JuQueue decides by exit code alone."""
+        return 5
+
+    def __str__(self) -> str:
+        return f"Experiment(name={self.name})"

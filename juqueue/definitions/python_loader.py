@@ -1,0 +1,156 @@
+"""Loads `experiments/*.py` of a def dir, the original JuQueue's layout.
+
+Files are imported as `experiments.<stem>` with the def dir on `sys.path` (as the original
+did), so helper modules beside them import. Every exception, `sys.exit` included, becomes a
+`DefinitionError` of that file with its line; the other files keep loading. Run this only
+inside the evaluator subprocess (it imports user code).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from pydantic import ValidationError
+
+from juqueue.definitions.original_api import ExperimentDef, RunDef
+from juqueue.definitions.validation import FileResult, errors_from_validation
+
+PACKAGE = "experiments"
+
+
+def python_files(def_dir: Path) -> list[Path]:
+    """Experiment files in load order; `_*.py` and `.*.py` are helpers/hidden (original rule)."""
+    exp_dir = def_dir / PACKAGE
+    if not exp_dir.is_dir():
+        return []
+    return sorted(p for p in exp_dir.glob("*.py") if not p.name.startswith((".", "_")))
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """' (line N)' of the deepest frame in `path`, else of the deepest frame."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f" (line {exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    target = str(path.resolve())
+    mine = [f for f in frames if f.filename and str(Path(f.filename).resolve()) == target]
+    frame = (mine or frames or [None])[-1]
+    if frame is None:
+        return ""
+    if mine:
+        return f" (line {frame.lineno})"
+    return f" ({frame.filename}, line {frame.lineno})"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"sys.exit({exc.code!r}) called while loading"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _experiment_classes(module: ModuleType) -> list[type[ExperimentDef]]:
+    """Concrete ExperimentDef subclasses defined in the module, plus `Experiment` (the original's name)."""
+    found = []
+    for obj in vars(module).values():
+        if (inspect.isclass(obj) and issubclass(obj, ExperimentDef) and obj is not ExperimentDef
+                and not inspect.isabstract(obj)
+                and (obj.__module__ == module.__name__ or obj is getattr(module, "Experiment", None))):
+            if obj not in found:
+                found.append(obj)
+    return found
+
+
+def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
+    classes = _experiment_classes(module)
+    if not classes:
+        fr.error("defines no ExperimentDef subclass")
+        return
+    for cls in classes:
+        stage = f"{cls.__name__}()"
+        try:
+            xp = cls()
+            stage = f"{cls.__name__}.name"
+            name = xp.name
+            fr.experiments.append(name)
+            stage = f"{cls.__name__}.runs"
+            runs = list(xp.runs)
+        except ValidationError as exc:
+            for err in errors_from_validation(fr.file, exc):
+                err.message = f"{stage}: {err.message}{_where(exc, path)}"
+                fr.errors.append(err)
+            continue
+        except (Exception, SystemExit) as exc:
+            fr.error(f"{stage}: {_describe(exc)}{_where(exc, path)}")
+            continue
+        for i, run in enumerate(runs):
+            if not isinstance(run, RunDef):
+                fr.error(f"runs[{i}] is a {type(run).__name__}, not a RunDef", field_="runs")
+                continue
+            if run.is_abstract:
+                continue  # templates are never executed
+            if run.experiment_name != name:
+                fr.error(f"experiment_name {run.experiment_name!r} differs from the experiment's name {name!r}",
+                         run=run.id, field_="experiment_name")
+                continue
+            try:
+                fr.runs.append(run.to_spec(source_file=fr.file))
+            except ValidationError as exc:
+                fr.errors.extend(errors_from_validation(fr.file, exc, run=run.id))
+            except (ValueError, TypeError) as exc:
+                fr.error(str(exc), run=run.id)
+
+
+def load_python_file(def_dir: Path, path: Path) -> FileResult:
+    """Import one experiment file and collect its experiments' runs."""
+    fr = FileResult(file=path.relative_to(def_dir).as_posix())
+    modname = f"{PACKAGE}.{path.stem}"
+    sys.modules.pop(modname, None)
+    try:
+        module = importlib.import_module(modname)
+    except ValidationError as exc:
+        for err in errors_from_validation(fr.file, exc):
+            err.message += _where(exc, path)
+            fr.errors.append(err)
+        return fr
+    except (Exception, SystemExit) as exc:
+        fr.error(f"{_describe(exc)}{_where(exc, path)}")
+        return fr
+    _collect(fr, path, module)
+    return fr
+
+
+def _forget_user_modules(def_dir: Path) -> None:
+    """Drop cached modules from the def dir so a later load (tests, same process) is fresh."""
+    root = str(def_dir.resolve()) + os.sep
+    for name, mod in list(sys.modules.items()):
+        if name == "juqueue" or name.startswith("juqueue."):
+            continue  # a def dir inside a source checkout must not reload JuQueue itself
+        file = getattr(mod, "__file__", None) or ""
+        paths = list(getattr(mod, "__path__", []) or [])
+        if name == PACKAGE or name.startswith(PACKAGE + ".") or file.startswith(root) \
+                or any(str(p).startswith(root) for p in paths):
+            sys.modules.pop(name, None)
+
+
+def load_python_experiments(def_dir: Path) -> list[FileResult]:
+    """Every `experiments/*.py` of `def_dir`, each a FileResult (errors included)."""
+    files = python_files(def_dir)
+    if not files:
+        return []
+    entry = str(def_dir.resolve())
+    _forget_user_modules(def_dir)
+    importlib.invalidate_caches()
+    sys.path.insert(0, entry)
+    try:
+        return [load_python_file(def_dir, p) for p in files]
+    finally:
+        try:
+            sys.path.remove(entry)
+        except ValueError:
+            pass
+        _forget_user_modules(def_dir)
