@@ -1,0 +1,24 @@
+"""What the API needs from the running server, handed in (no globals, no work at import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from juqueue.controller.controller import Controller
+from juqueue.definitions.models import ClusterSpec
+from juqueue.paths import WorkDir
+from juqueue.store.store import Store
+
+
+@dataclass
+class AppContext:
+    store: Store
+    controller: Controller
+    token: str
+    work: WorkDir
+    clusters: dict[str, ClusterSpec]
+    port: int
+    reload: Callable[[], dict]  # evaluates the def dir in a subprocess and applies it; returns the summary
+    request_stop: Callable[[bool], dict]  # (cancel_jobs) -> what will happen; the server stops shortly after
+    flower_url: str | None = None

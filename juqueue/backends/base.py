@@ -1,0 +1,40 @@
+"""The small interface every node backend offers; only these calls differ between
+`local` and `slurm` (the local backend is the fake that reuses everything else)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from juqueue.definitions.models import ClusterSpec
+from juqueue.errors import JuQueueError
+
+
+class BackendError(JuQueueError):
+    """A node could not be started or stopped; the message is shown in the node's record."""
+
+
+@dataclass
+class StartedNode:
+    job_id: str | None = None
+    pid: int | None = None
+    time_limit_s: float | None = None
+
+
+@dataclass
+class NodeLiveness:
+    alive: bool
+    reason: str = ""
+    time_left_s: float | None = None
+
+
+class NodeBackend(Protocol):
+    kind: str
+
+    def start_node(self, cluster: ClusterSpec, node: str, token: str) -> StartedNode: ...
+
+    def stop_node(self, cluster: ClusterSpec, node: str, job_id: str | None, pid: int | None) -> None: ...
+
+    def liveness(self, nodes: dict[str, tuple[str | None, int | None]]) -> dict[str, NodeLiveness]:
+        """One call for all nodes of this backend: name -> (job_id, pid) in, state out."""
+        ...

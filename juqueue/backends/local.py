@@ -1,0 +1,78 @@
+"""`local` nodes: a worker process group on this machine, started and stopped by the controller."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from juqueue.backends.base import BackendError, NodeLiveness, StartedNode
+from juqueue.definitions.models import ClusterSpec
+from juqueue.paths import WorkDir
+from juqueue.workers.process import process_start_time
+
+log = logging.getLogger(__name__)
+
+
+class LocalBackend:
+    kind = "local"
+
+    def __init__(self, work: WorkDir) -> None:
+        self.work = work
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    def start_node(self, cluster: ClusterSpec, node: str, token: str) -> StartedNode:
+        node_dir = self.work.node_dir(node)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(cluster.env)
+        env["JUQUEUE_WORK_DIR"] = str(self.work.root)
+        try:
+            with open(node_dir / "worker.log", "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "juqueue.workers.node", "--work-dir", str(self.work.root), "--node", node, "--cluster", cluster.name],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, cwd=node_dir,
+                )
+        except OSError as exc:
+            raise BackendError(f"could not start the local worker for {node}: {exc}") from exc
+        self._procs[node] = proc
+        return StartedNode(pid=proc.pid)
+
+    def stop_node(self, cluster: ClusterSpec, node: str, job_id: str | None, pid: int | None) -> None:
+        """Forceful end: the worker's group gets SIGKILL (runs were stopped before, or are killed by pgid)."""
+        proc = self._procs.get(node)
+        target = proc.pid if proc is not None else pid
+        if target is None:
+            return
+        try:
+            os.killpg(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc is not None:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                log.warning("local worker %s did not die after SIGKILL", node)
+
+    def request_stop(self, node: str) -> None:
+        """Warm shutdown (SIGTERM to the worker process only)."""
+        proc = self._procs.get(node)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
+    def liveness(self, nodes: dict[str, tuple[str | None, int | None]]) -> dict[str, NodeLiveness]:
+        out: dict[str, NodeLiveness] = {}
+        for name, (_job, pid) in nodes.items():
+            proc = self._procs.get(name)
+            if proc is not None:
+                code = proc.poll()
+                out[name] = NodeLiveness(alive=code is None, reason="" if code is None else f"worker exited with code {code}")
+            elif pid is not None and process_start_time(pid) is not None:
+                # A worker of an earlier `serve`: alive, but not ours to keep (local nodes stop with the server).
+                out[name] = NodeLiveness(alive=True, reason="left by an earlier serve")
+            else:
+                out[name] = NodeLiveness(alive=False, reason="worker process gone")
+        return out

@@ -1,0 +1,85 @@
+"""The attempt claim and lease: at most one live attempt per run.
+
+The controller sets a run's `current` key to the attempt it wants; a worker starts an
+attempt only after claiming it here, renews the lease while the run lives, and stops its
+run once the lease names another attempt.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from juqueue.broker.keys import Keys
+
+# KEYS: current, lease; ARGV: attempt, lease value, ttl ms
+_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[2] then return -1 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: lease, current; ARGV: lease value, ttl ms, attempt
+_RENEW = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if cur then return 0 end
+local want = redis.call('GET', KEYS[2])
+if want and want ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2
+"""
+
+# KEYS: lease; ARGV: lease value
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: current, lease; ARGV: attempt. Fence an attempt that has not been claimed.
+_FENCE_UNCLAIMED = """
+local cur = redis.call('GET', KEYS[2])
+if cur and string.sub(cur, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then return 0 end
+redis.call('SET', KEYS[1], 'fenced')
+return 1
+"""
+
+
+def lease_value(attempt: int, node: str) -> str:
+    return f"{attempt}|{node}"
+
+
+class Leases:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._fence = client.register_script(_FENCE_UNCLAIMED)
+
+    def claim(self, global_id: str, attempt: int, node: str, ttl_s: float) -> bool:
+        keys = [self.keys.current_attempt(global_id), self.keys.lease(global_id)]
+        return self._claim(keys=keys, args=[attempt, lease_value(attempt, node), int(ttl_s * 1000)]) == 1
+
+    def renew_many(self, items: list[tuple[str, int]], node: str, ttl_s: float) -> dict[tuple[str, int], int]:
+        """Renew in one round trip; result per attempt: 1 renewed, 2 re-asserted, 0 lost."""
+        pipe = self.client.pipeline(transaction=False)
+        for gid, attempt in items:
+            self._renew(
+                keys=[self.keys.lease(gid), self.keys.current_attempt(gid)],
+                args=[lease_value(attempt, node), int(ttl_s * 1000), attempt],
+                client=pipe,
+            )
+        return dict(zip(items, pipe.execute()))
+
+    def release(self, global_id: str, attempt: int, node: str) -> None:
+        self._release(keys=[self.keys.lease(global_id)], args=[lease_value(attempt, node)])
+
+    def fence_unclaimed(self, global_id: str, attempt: int) -> bool:
+        """True when the attempt was not claimed and now never can be."""
+        keys = [self.keys.current_attempt(global_id), self.keys.lease(global_id)]
+        return self._fence(keys=keys, args=[attempt]) == 1
+
+    def holder(self, global_id: str) -> str | None:
+        return self.client.get(self.keys.lease(global_id))

@@ -1,0 +1,100 @@
+"""The controller's in-memory view of live runs and nodes (rebuilt from the store at start).
+
+Only runs that are not final are held; final runs are looked up in the store when a
+dependency asks for them, so 100,000 finished runs cost nothing per tick.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from juqueue.status import NodeState, RunStatus
+from juqueue.store.tables import NodeRow, RunRow
+
+
+@dataclass
+class RunState:
+    gid: str
+    experiment: str
+    run_id: str
+    cluster: str
+    status: RunStatus
+    attempt: int
+    spec_json: str
+    depends_on: list[str]
+    max_retries: int
+    retries_used: int
+    defined: bool = True
+    node: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    # the current attempt
+    pid: int | None = None
+    pstart: int | None = None
+    started: bool = False
+    stop_requested: str | None = None
+    exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
+
+    @classmethod
+    def from_row(cls, row: RunRow) -> "RunState":
+        return cls(
+            gid=row.global_id, experiment=row.experiment, run_id=row.run_id, cluster=row.cluster,
+            status=RunStatus(row.status), attempt=row.attempt, spec_json=row.spec_json,
+            depends_on=json.loads(row.depends_on or "[]"), max_retries=row.max_retries,
+            retries_used=row.retries_used, defined=row.defined, node=row.node, exit_code=row.exit_code,
+            reason=row.reason, queued_at=row.queued_at, started_at=row.started_at, ended_at=row.ended_at,
+        )
+
+    def columns(self) -> dict:
+        return {
+            "status": self.status.value, "attempt": self.attempt, "exit_code": self.exit_code, "node": self.node,
+            "reason": self.reason, "retries_used": self.retries_used, "queued_at": self.queued_at,
+            "started_at": self.started_at, "ended_at": self.ended_at,
+        }
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    cluster: str
+    backend: str
+    token: str
+    state: NodeState
+    slots_total: int
+    job_id: str | None = None
+    pid: int | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    last_heartbeat: float | None = None
+    time_limit_at: float | None = None
+    reason: str | None = None
+    version: str | None = None
+    host: str | None = None
+    ended_at: float | None = None
+    runs: set[str] = field(default_factory=set)  # gids with an assigned or running attempt here
+    idle_since: float | None = None
+    stop_sent_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: NodeRow) -> "NodeInfo":
+        return cls(
+            name=row.name, cluster=row.cluster, backend=row.backend, token=row.token, state=NodeState(row.state),
+            slots_total=row.slots_total, job_id=row.job_id, pid=row.pid, created_at=row.created_at,
+            started_at=row.started_at, last_heartbeat=row.last_heartbeat, time_limit_at=row.time_limit_at,
+            reason=row.reason, version=row.version, host=row.host,
+        )
+
+    def columns(self) -> dict:
+        return {
+            "state": self.state.value, "job_id": self.job_id, "host": self.host, "pid": self.pid, "version": self.version,
+            "reason": self.reason, "started_at": self.started_at, "last_heartbeat": self.last_heartbeat,
+            "ended_at": self.ended_at, "time_limit_at": self.time_limit_at,
+        }
+
+    @property
+    def accepting(self) -> bool:
+        return self.state in (NodeState.STARTING, NodeState.UP)

@@ -1,0 +1,71 @@
+"""Run events on the Redis stream: the names and the encoding, shared by workers and controller.
+
+Pure: no Redis here. A stream entry is a flat str->str mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
+
+STARTED = "started"
+EXITED = "exited"
+REJECTED = "rejected"  # a message the worker would not start (draining, no slot): never started
+HEARTBEAT = "heartbeat"
+NODE_FAILED = "node_failed"  # a worker that cannot work (version, start failure) says why
+WAKE = "wake"  # the API asks the controller to look at its command queue
+
+
+@dataclass
+class Event:
+    type: str
+    node: str = ""
+    ts: float = 0.0
+    global_id: str = ""
+    attempt: int = 0
+    slot: int = -1
+    pid: int = 0
+    pstart: int = 0  # the group leader's start time in clock ticks
+    exit_code: int = 0
+    interrupted: bool = False  # the worker knew it was stopping this attempt / shutting down
+    stopping: bool = False  # heartbeat: the node is going away
+    draining: bool = False
+    running: list[str] = field(default_factory=list)  # heartbeat: "gid|attempt"
+    version: str = ""
+    reason: str = ""
+
+    _ints: ClassVar[set[str]] = {"attempt", "slot", "pid", "pstart", "exit_code"}
+    _bools: ClassVar[set[str]] = {"interrupted", "stopping", "draining"}
+
+    def encode(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        default = Event(type="")
+        for key, value in asdict(self).items():
+            if key != "type" and value == getattr(default, key):
+                continue
+            if key == "running":
+                out[key] = ",".join(value)
+            elif isinstance(value, bool):
+                out[key] = "1" if value else "0"
+            else:
+                out[key] = str(value)
+        return out
+
+    @classmethod
+    def decode(cls, data: dict[str, str]) -> "Event":
+        kwargs: dict[str, object] = {}
+        names = {f.name for f in fields(cls)}
+        for key, raw in data.items():
+            if key not in names:
+                continue
+            if key in cls._ints:
+                kwargs[key] = int(raw)
+            elif key in cls._bools:
+                kwargs[key] = raw == "1"
+            elif key == "ts":
+                kwargs[key] = float(raw)
+            elif key == "running":
+                kwargs[key] = [item for item in raw.split(",") if item]
+            else:
+                kwargs[key] = raw
+        return cls(**kwargs)  # type: ignore[arg-type]

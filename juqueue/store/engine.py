@@ -1,0 +1,67 @@
+"""Opening the store: SQLite in the work dir by default, PostgreSQL by URL.
+
+SQLite's WAL needs a shared-memory index that NFS, GPFS and Lustre do not give reliably,
+so the journal mode follows the file system the database lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+from juqueue.store import tables  # noqa: F401  (registers the tables)
+
+log = logging.getLogger(__name__)
+
+NETWORK_FILE_SYSTEMS = {"nfs", "nfs4", "gpfs", "lustre", "cifs", "smb3", "beegfs", "fuse.sshfs", "ceph", "panfs", "9p"}
+
+
+def file_system_type(path: Path) -> str:
+    """The type of the mount holding `path`, from /proc/mounts (longest matching mount point)."""
+    target = os.path.realpath(path)
+    best, best_type = "", "unknown"
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                    best, best_type = mount, parts[2]
+    except OSError:
+        pass
+    return best_type
+
+
+def sqlite_journal_mode(path: Path) -> str:
+    return "DELETE" if file_system_type(path.parent) in NETWORK_FILE_SYSTEMS else "WAL"
+
+
+def make_engine(db_url: str | None, work_root: Path) -> Engine:
+    """Create the engine and the tables; `db_url` None means SQLite in the work dir."""
+    if db_url is None:
+        db_path = work_root / "juqueue.db"
+        db_url = f"sqlite:///{db_path}"
+        mode = sqlite_journal_mode(db_path)
+        engine = create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA journal_mode={mode}")
+            cur.execute("PRAGMA synchronous=NORMAL" if mode == "WAL" else "PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        log.info("store: %s (journal %s)", db_path, mode)
+    else:
+        engine = create_engine(db_url, pool_pre_ping=True)
+        log.info("store: %s", engine.url.render_as_string(hide_password=True))
+    SQLModel.metadata.create_all(engine)
+    return engine

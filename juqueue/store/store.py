@@ -1,0 +1,237 @@
+"""The one module that reads and writes the store.
+
+The controller writes in batches (one transaction per batch of events); readers (the API)
+use their own sessions. Hot paths use SQLAlchemy Core executemany, not one ORM object per
+row, so 100,000 runs do not slow a batch down.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from juqueue.definitions.models import LoadResult
+from juqueue.status import RunStatus
+from juqueue.store.tables import AttemptRow, EventRow, ExperimentRow, NodeRow, RunRow
+
+RUN_MUTABLE = ("status", "attempt", "exit_code", "node", "reason", "retries_used", "queued_at", "started_at", "ended_at")
+ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested")
+NODE_MUTABLE = ("state", "job_id", "host", "pid", "version", "reason", "started_at", "last_heartbeat", "ended_at", "time_limit_at")
+
+
+@dataclass
+class WriteBatch:
+    """Changes gathered during one loop iteration, committed in one transaction."""
+
+    runs: dict[str, dict] = field(default_factory=dict)  # gid -> mutable columns
+    new_attempts: list[dict] = field(default_factory=list)
+    attempts: dict[tuple[str, int], dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    new_nodes: list[dict] = field(default_factory=list)
+    nodes: dict[str, dict] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.new_attempts or self.attempts or self.events or self.new_nodes or self.nodes)
+
+    def event(self, gid: str, kind: str, attempt: int | None = None, node: str | None = None, detail: str | None = None, ts: float | None = None) -> None:
+        self.events.append({"global_id": gid, "ts": ts or time.time(), "kind": kind, "attempt": attempt, "node": node, "detail": detail})
+
+
+@dataclass
+class ApplySummary:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    undefined: list[str] = field(default_factory=list)
+    redefined: list[str] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ---- batch writes -------------------------------------------------------------------
+    def commit(self, batch: WriteBatch) -> None:
+        if not batch:
+            return
+        with self.engine.begin() as conn:
+            if batch.new_nodes:
+                conn.execute(insert(NodeRow), batch.new_nodes)
+            if batch.nodes:
+                rows = [{"b_name": name, **values} for name, values in batch.nodes.items()]
+                for cols, group in _group_by_columns(rows).items():
+                    stmt = update(NodeRow).where(NodeRow.name == bindparam("b_name")).values({c: bindparam(c) for c in cols})
+                    conn.execute(stmt, group)
+            if batch.runs:
+                rows = [{"b_gid": gid, **values} for gid, values in batch.runs.items()]
+                for cols, group in _group_by_columns(rows).items():
+                    stmt = update(RunRow).where(RunRow.global_id == bindparam("b_gid")).values({c: bindparam(c) for c in cols})
+                    conn.execute(stmt, group)
+            if batch.new_attempts:
+                conn.execute(insert(AttemptRow), batch.new_attempts)
+            if batch.attempts:
+                rows = [{"b_gid": gid, "b_num": num, **values} for (gid, num), values in batch.attempts.items()]
+                for cols, group in _group_by_columns(rows).items():
+                    stmt = (
+                        update(AttemptRow)
+                        .where(and_(AttemptRow.global_id == bindparam("b_gid"), AttemptRow.number == bindparam("b_num")))
+                        .values({c: bindparam(c) for c in cols})
+                    )
+                    conn.execute(stmt, group)
+            if batch.events:
+                conn.execute(insert(EventRow), batch.events)
+
+    # ---- definitions --------------------------------------------------------------------
+    def apply_definitions(self, result: LoadResult, now: float | None = None) -> ApplySummary:
+        """Apply the difference between what the files define and the store.
+
+        Experiments of files that failed are left exactly as they are. A QUEUED run whose
+        definition changed is updated; a live one is left alone; a run gone from its file
+        is kept with its history, marked as no longer defined, and not run.
+        """
+        now = now or time.time()
+        summary = ApplySummary()
+        failed = set(getattr(result, "failed_experiments", []) or [])
+        loaded = set(result.experiments) - failed
+        by_gid = {r.global_id: r for r in result.runs if r.experiment in loaded}
+        with self.session() as s:
+            for name, source in result.experiments.items():
+                if name in failed:
+                    continue
+                row = s.get(ExperimentRow, name)
+                if row is None:
+                    s.add(ExperimentRow(name=name, source_file=source, defined=True))
+                else:
+                    row.source_file, row.defined = source, True
+            existing = {
+                r.global_id: r for r in s.execute(select(RunRow).where(RunRow.experiment.in_(loaded))).scalars()  # type: ignore[attr-defined]
+            } if loaded else {}
+            for gid, spec in by_gid.items():
+                row = existing.get(gid)
+                fp = spec.fingerprint()
+                if row is None:
+                    s.add(
+                        RunRow(
+                            global_id=gid, experiment=spec.experiment, run_id=spec.id, cluster=spec.cluster,
+                            status=RunStatus.QUEUED.value, spec_json=spec.model_dump_json(), fingerprint=fp,
+                            depends_on=json.dumps(spec.depends_on), max_retries=spec.max_retries, queued_at=now,
+                        )
+                    )
+                    s.add(EventRow(global_id=gid, ts=now, kind="defined", detail=spec.source_file))
+                    summary.added.append(gid)
+                    continue
+                if not row.defined:
+                    row.defined = True
+                    summary.redefined.append(gid)
+                if row.fingerprint != fp and row.status == RunStatus.QUEUED.value:
+                    row.cluster, row.spec_json, row.fingerprint = spec.cluster, spec.model_dump_json(), fp
+                    row.depends_on, row.max_retries = json.dumps(spec.depends_on), spec.max_retries
+                    s.add(EventRow(global_id=gid, ts=now, kind="redefined", detail=spec.source_file))
+                    summary.updated.append(gid)
+            for gid, row in existing.items():
+                if gid not in by_gid and row.defined:
+                    row.defined = False
+                    s.add(EventRow(global_id=gid, ts=now, kind="undefined", detail="removed from its definition file"))
+                    summary.undefined.append(gid)
+            # Experiments whose file is gone altogether (not failed: gone).
+            for row in s.execute(select(ExperimentRow).where(ExperimentRow.defined == True)).scalars():  # noqa: E712
+                if row.name not in result.experiments and row.name not in failed:
+                    row.defined = False
+                    for run in s.execute(select(RunRow).where(RunRow.experiment == row.name, RunRow.defined == True)).scalars():  # noqa: E712
+                        run.defined = False
+                        s.add(EventRow(global_id=run.global_id, ts=now, kind="undefined", detail="its definition file is gone"))
+                        summary.undefined.append(run.global_id)
+            s.commit()
+        return summary
+
+    # ---- reads --------------------------------------------------------------------------
+    def active_runs(self) -> list[RunRow]:
+        with self.session() as s:
+            live = [RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
+            return list(s.execute(select(RunRow).where(RunRow.status.in_(live))).scalars())  # type: ignore[attr-defined]
+
+    def runs_by_id(self, gids: Iterable[str]) -> dict[str, RunRow]:
+        gids = list(gids)
+        if not gids:
+            return {}
+        with self.session() as s:
+            return {r.global_id: r for r in s.execute(select(RunRow).where(RunRow.global_id.in_(gids))).scalars()}  # type: ignore[attr-defined]
+
+    def statuses(self, gids: Iterable[str]) -> dict[str, RunStatus]:
+        gids = list(gids)
+        if not gids:
+            return {}
+        with self.session() as s:
+            rows = s.execute(select(RunRow.global_id, RunRow.status).where(RunRow.global_id.in_(gids))).all()  # type: ignore[attr-defined]
+            return {gid: RunStatus(status) for gid, status in rows}
+
+    def latest_attempts(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], AttemptRow]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        gids = {k[0] for k in keys}
+        with self.session() as s:
+            rows = s.execute(select(AttemptRow).where(AttemptRow.global_id.in_(gids))).scalars()  # type: ignore[attr-defined]
+            wanted = set(keys)
+            return {(r.global_id, r.number): r for r in rows if (r.global_id, r.number) in wanted}
+
+    def live_nodes(self) -> list[NodeRow]:
+        from juqueue.status import NodeState
+
+        live = [s.value for s in NodeState if s.is_live]
+        with self.session() as s:
+            return list(s.execute(select(NodeRow).where(NodeRow.state.in_(live))).scalars())  # type: ignore[attr-defined]
+
+    def all_nodes(self, limit: int = 500) -> list[NodeRow]:
+        with self.session() as s:
+            return list(s.execute(select(NodeRow).order_by(NodeRow.created_at.desc()).limit(limit)).scalars())  # type: ignore[attr-defined]
+
+    def list_runs(self, experiment: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRow]:
+        with self.session() as s:
+            q = select(RunRow)
+            if experiment:
+                q = q.where(RunRow.experiment == experiment)
+            if status:
+                q = q.where(RunRow.status == status)
+            q = q.order_by(RunRow.experiment, RunRow.run_id)
+            if limit:
+                q = q.limit(limit)
+            return list(s.execute(q).scalars())
+
+    def get_run(self, gid: str) -> RunRow | None:
+        with self.session() as s:
+            return s.get(RunRow, gid)
+
+    def attempts_of(self, gid: str) -> list[AttemptRow]:
+        with self.session() as s:
+            return list(s.execute(select(AttemptRow).where(AttemptRow.global_id == gid).order_by(AttemptRow.number)).scalars())
+
+    def events_of(self, gid: str) -> list[EventRow]:
+        with self.session() as s:
+            return list(s.execute(select(EventRow).where(EventRow.global_id == gid).order_by(EventRow.id)).scalars())
+
+    def status_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(RunRow.status, func.count()).group_by(RunRow.status)).all()
+            return {status: n for status, n in rows}
+
+    def experiments(self) -> list[ExperimentRow]:
+        with self.session() as s:
+            return list(s.execute(select(ExperimentRow).order_by(ExperimentRow.name)).scalars())
+
+
+def _group_by_columns(rows: list[dict]) -> dict[tuple[str, ...], list[dict]]:
+    """executemany needs the same columns in every row: group rows by their column set."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        cols = tuple(sorted(k for k in row if not k.startswith("b_")))
+        groups.setdefault(cols, []).append(row)
+    return groups

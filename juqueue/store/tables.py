@@ -1,0 +1,92 @@
+"""SQLModel tables: the store is the source of truth; Redis only carries messages."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlmodel import Field, SQLModel
+
+
+class ExperimentRow(SQLModel, table=True):
+    __tablename__ = "experiments"
+
+    name: str = Field(primary_key=True)
+    source_file: str = ""
+    defined: bool = True
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    global_id: str = Field(primary_key=True)
+    experiment: str = Field(index=True)
+    run_id: str
+    cluster: str
+    status: str = Field(index=True)
+    attempt: int = 0  # the current (latest) attempt number: the fencing epoch
+    exit_code: Optional[int] = None
+    node: Optional[str] = None
+    reason: Optional[str] = None  # why it failed / was cancelled / waits
+    defined: bool = True  # False once removed from its file: kept with its history, not run
+    spec_json: str = "{}"
+    fingerprint: str = ""
+    depends_on: str = "[]"  # JSON list of global ids
+    max_retries: int = 0
+    retries_used: int = 0
+    queued_at: Optional[float] = None
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
+
+
+class AttemptRow(SQLModel, table=True):
+    __tablename__ = "attempts"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    global_id: str = Field(index=True)
+    number: int
+    node: Optional[str] = Field(default=None, index=True)
+    slot: Optional[int] = None
+    pid: Optional[int] = None
+    pgid_start: Optional[int] = None  # the group leader's start time (clock ticks): guards pid reuse
+    published_at: Optional[float] = None
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
+    exit_code: Optional[int] = None
+    end_reason: Optional[str] = None  # exited / interrupted / cancelled
+    interrupted_by: Optional[str] = None  # node lost, wall time, moved, stop, cancel, ...
+    stop_requested: Optional[str] = None  # recorded before the stop is sent (two-phase)
+
+
+class NodeRow(SQLModel, table=True):
+    __tablename__ = "nodes"
+
+    name: str = Field(primary_key=True)
+    cluster: str = Field(index=True)
+    backend: str
+    token: str
+    state: str = Field(index=True)
+    slots_total: int
+    job_id: Optional[str] = None
+    host: Optional[str] = None
+    pid: Optional[int] = None  # local nodes: the worker's pid
+    version: Optional[str] = None
+    reason: Optional[str] = None
+    created_at: float = 0.0
+    started_at: Optional[float] = None
+    last_heartbeat: Optional[float] = None
+    ended_at: Optional[float] = None
+    time_limit_at: Optional[float] = None  # when SLURM will end the job
+
+
+class EventRow(SQLModel, table=True):
+    """Every transition of a run, with time, node and attempt."""
+
+    __tablename__ = "events"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    global_id: str = Field(index=True)
+    ts: float
+    kind: str
+    attempt: Optional[int] = None
+    node: Optional[str] = None
+    detail: Optional[str] = None

@@ -1,0 +1,309 @@
+"""What one node's worker keeps: its slots, its live attempts, leases and heartbeats.
+
+One control thread per worker renews every lease in one round trip, sends the node's
+heartbeat, and carries out control commands (stop an attempt, drain, shut down); the
+run itself needs no Python process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from juqueue.broker.keys import Keys
+from juqueue.broker.leases import Leases
+from juqueue.definitions.models import ClusterSpec
+from juqueue.events import EXITED, HEARTBEAT, REJECTED, STARTED, Event
+from juqueue.paths import WorkDir, write_json_atomic
+from juqueue.policy.slots import parse_cuda_visible_devices, slot_cpus, slot_cuda_devices
+from juqueue.workers import process
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeConfig:
+    """What the controller wrote to nodes/<node>/node.json before starting the node."""
+
+    node: str
+    token: str
+    namespace: str
+    version: str
+    cluster: ClusterSpec
+    lease_ttl_s: float = 120.0
+    controller_silence_s: float = 600.0
+    max_event_stream: int = 1_000_000
+
+    @classmethod
+    def load(cls, path: Path) -> "NodeConfig":
+        data = json.loads(path.read_text())
+        data["cluster"] = ClusterSpec(**data["cluster"])
+        return cls(**data)
+
+
+@dataclass
+class LiveAttempt:
+    global_id: str
+    attempt: int
+    slot: int
+    proc: object = None
+    pstart: int = 0
+    stop_reason: str | None = None
+    kill_timer: threading.Timer | None = field(default=None, repr=False)
+
+
+class NodeRuntime:
+    def __init__(self, work: WorkDir, config: NodeConfig, client: redis.Redis) -> None:
+        self.work = work
+        self.config = config
+        self.node = config.node
+        self.keys = Keys(config.namespace)
+        self.redis = client
+        self.leases = Leases(client, self.keys)
+        self.cluster = config.cluster
+        self._lock = threading.Lock()
+        self._free_slots = list(range(self.cluster.num_slots))
+        self.live: dict[str, LiveAttempt] = {}
+        self.draining = False
+        self.stopping = False
+        self._hb_soon = threading.Event()
+        self._stop_loop = threading.Event()
+        self._job_devices = parse_cuda_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        self._allowed_cpus = sorted(os.sched_getaffinity(0))
+        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "JUQUEUE_NODE"))}
+        self._last_busy = time.monotonic()
+        self._started_at = time.monotonic()
+
+    # ---- events -------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        event.node = self.node
+        event.ts = event.ts or time.time()
+        self.redis.xadd(self.keys.events, event.encode(), maxlen=self.config.max_event_stream, approximate=True)
+
+    # ---- the task -----------------------------------------------------------------------
+    def run_attempt(self, global_id: str, attempt: int, spec_path: str) -> None:
+        """Claim, start, wait, report. Runs in one of the pool's threads."""
+        if self.draining or self.stopping:
+            self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="node draining"))
+            return
+        with self._lock:
+            slot = self._free_slots.pop(0) if self._free_slots else None
+            if slot is not None:
+                # Registered before the claim, so a stop that follows a successful claim finds it.
+                live = LiveAttempt(global_id, attempt, slot)
+                self.live[global_id] = live
+        if slot is None:
+            self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="no free slot"))
+            return
+        if not self.leases.claim(global_id, attempt, self.node, self.config.lease_ttl_s):
+            log.info("dropping %s attempt %s: not the run's current attempt", global_id, attempt)
+            with self._lock:
+                self.live.pop(global_id, None)
+                self._free_slots.append(slot)
+                self._free_slots.sort()
+            return
+        try:
+            self._run(live, Path(spec_path))
+        finally:
+            with self._lock:
+                self.live.pop(global_id, None)
+                self._free_slots.append(slot)
+                self._free_slots.sort()
+                self._last_busy = time.monotonic()
+
+    def _slot_env(self, spec: dict, slot: int) -> tuple[dict[str, str], list[int] | None]:
+        extra = {
+            "JUQUEUE_RUN_ID": spec["global_id"],
+            "JUQUEUE_ATTEMPT": str(spec["attempt"]),
+            "JUQUEUE_RUN_DIR": spec["run_dir"],
+            "JUQUEUE_SLOT": str(slot),
+            "JUQUEUE_NODE": self.node,
+        }
+        cpus = None
+        if self.cluster.cpus_per_slot:
+            cpus = slot_cpus(self._allowed_cpus, self.cluster.cpus_per_slot, slot)
+            extra["OMP_NUM_THREADS"] = str(self.cluster.cpus_per_slot)
+        if spec.get("cuda") and self.cluster.cuda_devices_per_slot:
+            extra["CUDA_VISIBLE_DEVICES"] = ",".join(
+                slot_cuda_devices(self._job_devices, self.cluster.cuda_devices_per_slot, slot)
+            )
+        return extra, cpus
+
+    def _run(self, live: LiveAttempt, spec_path: Path) -> None:
+        spec = json.loads(spec_path.read_text())
+        extra, cpus = self._slot_env(spec, live.slot)
+        env = process.build_env(self._base_env, spec, extra)
+        try:
+            proc = process.start_run(
+                process.build_argv(spec), env, Path(spec["run_dir"]), Path(spec["stdout"]), Path(spec["stderr"]), cpus
+            )
+        except OSError as exc:
+            # The command could not start at all (missing binary): the command's own failure.
+            Path(spec["stderr"]).parent.mkdir(parents=True, exist_ok=True)
+            with open(spec["stderr"], "a") as err:
+                err.write(f"juqueue: could not start {spec['cmd'][0]!r}: {exc}\n")
+            self._finish(live, spec, 127, time.time())
+            return
+        live.proc = proc
+        live.pstart = process.process_start_time(proc.pid) or 0
+        self.emit(
+            Event(type=STARTED, global_id=live.global_id, attempt=live.attempt, slot=live.slot, pid=proc.pid, pstart=live.pstart)
+        )
+        if live.stop_reason:  # a stop arrived while starting
+            self._signal(live, signal.SIGTERM)
+        returncode = proc.wait()
+        if live.kill_timer is not None:
+            live.kill_timer.cancel()
+        # Anything left in the group (a grandchild) dies with the attempt.
+        process.kill_group(proc.pid, None)
+        self._finish(live, spec, process.shell_exit_code(returncode), time.time())
+
+    def _finish(self, live: LiveAttempt, spec: dict, exit_code: int, ended_at: float) -> None:
+        interrupted = bool(live.stop_reason) or self.stopping
+        write_json_atomic(
+            Path(spec["exit_file"]),
+            {"exit_code": exit_code, "ended_at": ended_at, "node": self.node, "attempt": live.attempt, "interrupted": interrupted},
+        )
+        try:
+            self.leases.release(live.global_id, live.attempt, self.node)
+            self.emit(
+                Event(
+                    type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
+                    interrupted=interrupted, ts=ended_at, reason=live.stop_reason or "",
+                )
+            )
+        except redis.RedisError as exc:  # the exit file carries the result
+            log.warning("could not report the exit of %s: %s", live.global_id, exc)
+        self._hb_soon.set()
+
+    # ---- stopping runs ------------------------------------------------------------------
+    def _signal(self, live: LiveAttempt, sig: int) -> None:
+        if live.proc is not None:
+            process.signal_group(live.proc.pid, live.pstart, sig)
+
+    def stop_attempt(self, global_id: str, attempt: int | None, reason: str, grace_s: float) -> None:
+        with self._lock:
+            live = self.live.get(global_id)
+        if live is None or (attempt is not None and live.attempt != attempt):
+            return
+        live.stop_reason = reason
+        self._signal(live, signal.SIGTERM)
+        timer = threading.Timer(grace_s, self._signal, args=(live, signal.SIGKILL))
+        timer.daemon = True
+        live.kill_timer = timer
+        timer.start()
+
+    def stop_all(self, reason: str, grace_s: float | None = None) -> None:
+        grace = self.cluster.grace_period if grace_s is None else grace_s
+        with self._lock:
+            targets = list(self.live.values())
+        for live in targets:
+            self.stop_attempt(live.global_id, live.attempt, reason, grace)
+
+    def begin_shutdown(self, reason: str) -> None:
+        """The node is going away: take nothing new, stop what runs (runs are interrupted)."""
+        if self.stopping:
+            return
+        log.info("node %s shutting down: %s", self.node, reason)
+        self.stopping = True
+        self.draining = True
+        self.stop_all(reason)
+        self._hb_soon.set()
+
+    # ---- control loop -------------------------------------------------------------------
+    def handle_control(self, command: dict) -> None:
+        op = command.get("op")
+        if op == "stop":
+            self.stop_attempt(command["global_id"], command.get("attempt"), command.get("reason", "stop"), float(command.get("grace", self.cluster.grace_period)))
+        elif op == "drain":
+            self.draining = True
+            self._hb_soon.set()
+        elif op == "shutdown":
+            self.begin_shutdown(command.get("reason", "shutdown"))
+            self._request_exit()
+        else:
+            log.warning("unknown control command %r", command)
+
+    def _request_exit(self) -> None:
+        """Warm-shut-down the Celery worker once runs are stopped."""
+
+        def _wait_then_exit() -> None:
+            while True:
+                with self._lock:
+                    if not self.live:
+                        break
+                time.sleep(0.1)
+            self._stop_loop.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=_wait_then_exit, daemon=True).start()
+
+    def heartbeat(self) -> None:
+        with self._lock:
+            items = [(a.global_id, a.attempt) for a in self.live.values()]
+        if items:
+            results = self.leases.renew_many(items, self.node, self.config.lease_ttl_s)
+            for (gid, attempt), result in results.items():
+                if result == 0:
+                    log.warning("lease of %s attempt %s names another attempt: stopping it", gid, attempt)
+                    self.stop_attempt(gid, attempt, "fenced", 0.0)
+        self.emit(
+            Event(
+                type=HEARTBEAT, stopping=self.stopping, draining=self.draining,
+                running=[f"{g}|{a}" for g, a in items], version=self.config.version,
+            )
+        )
+
+    def _check_drain_file(self) -> None:
+        if not self.draining and (self.work.node_dir(self.node) / "drain").exists():
+            log.info("drain file found: wall time is near; taking no new runs")
+            self.draining = True
+            self._hb_soon.set()
+
+    def _controller_silent(self) -> bool:
+        with self._lock:
+            busy = bool(self.live)
+        if busy:
+            return False
+        silence = time.monotonic() - self._last_busy
+        if silence < self.config.controller_silence_s:
+            return False
+        return not self.redis.exists(self.keys.controller_alive)
+
+    def control_loop(self) -> None:
+        hb_interval = self.cluster.heartbeat_interval
+        next_hb = 0.0
+        last_ok = time.monotonic()
+        margin = min(10.0, self.config.lease_ttl_s / 4)
+        while not self._stop_loop.is_set():
+            try:
+                timeout = 0.25 if self._hb_soon.is_set() else 1.0
+                item = self.redis.blpop([self.keys.node_control(self.node)], timeout=timeout)
+                if item:
+                    self.handle_control(json.loads(item[1]))
+                self._check_drain_file()
+                now = time.monotonic()
+                if now >= next_hb or self._hb_soon.is_set():
+                    self._hb_soon.clear()
+                    self.heartbeat()
+                    next_hb = now + hb_interval
+                    if self._controller_silent():
+                        self.begin_shutdown("controller silent and no run left")
+                        self._request_exit()
+                last_ok = time.monotonic()
+            except redis.RedisError as exc:
+                silent_for = time.monotonic() - last_ok
+                log.warning("broker unreachable for %.0f s: %s", silent_for, exc)
+                if silent_for > self.config.lease_ttl_s - margin and self.live:
+                    # Self-fencing: the controller will give these runs to another node.
+                    log.error("could not renew leases for %.0f s: killing my runs", silent_for)
+                    self.stop_all("lease lost", 0.0)
+                time.sleep(1.0)
