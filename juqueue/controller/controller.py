@@ -91,6 +91,7 @@ class Controller:
         self._last_tick = 0.0
         self._node_seq = 0
         self._dirty_placement = True
+        self._stopping = False  # no placement and no new nodes once shutdown began
         self.definition_errors: list[str] = []
 
     # ================================================================ public (any thread)
@@ -246,7 +247,7 @@ class Controller:
         self._run_commands()
         if self._tick_due(now):
             self._tick(now)
-        if self._dirty_placement:
+        if self._dirty_placement and not self._stopping:
             self._place_and_scale(now)
         self._commit()
         if ids:
@@ -670,6 +671,7 @@ class Controller:
         self.publisher.send_control(node.name, {"op": "shutdown", "reason": reason})
 
     def _shutdown_nodes(self, cancel_jobs: bool) -> None:
+        self._stopping = True
         now = time.time()
         for node in list(self.nodes.values()):
             if node.backend == "local" or cancel_jobs:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import redis
 from celery import Celery
+from kombu import Exchange, Queue
 
 from juqueue.broker.keys import Keys
 from juqueue.celery_app import RUN_TASK
@@ -80,10 +81,16 @@ class Publisher:
                     RUN_TASK,
                     args=[a.global_id, a.attempt, self.spec_path(a)],
                     task_id=f"{a.global_id}:{a.attempt}",
-                    exchange="",
-                    routing_key=self.keys.node_queue(a.node),
+                    queue=self._queue(a.node),
+                    declare=[],
                     producer=producer,
                 )
+
+    def _queue(self, node: str) -> Queue:
+        """The anonymous exchange routes straight to the list: no kombu bindings, which a
+        Redis reset would erase (kombu #1063), and nothing to declare per publish."""
+        name = self.keys.node_queue(node)
+        return Queue(name, Exchange(""), routing_key=name)
 
     def send_control(self, node: str, command: dict) -> None:
         self.redis.rpush(self.keys.node_control(node), json.dumps(command))

@@ -1,0 +1,3 @@
+from juqueue.cli import main
+
+main()

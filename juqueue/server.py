@@ -1,0 +1,132 @@
+"""`juqueue serve`: broker, store, controller, beat, local nodes and the API in one command."""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from juqueue.errors import AlreadyRunningError, ConfigError, JuQueueError
+from juqueue.paths import WorkDir, write_atomic
+
+log = logging.getLogger("juqueue.server")
+
+DEFAULT_PORT = 51234
+
+
+@dataclass
+class ServeOptions:
+    def_dir: Path
+    work_dir: Path
+    broker: str | None = None
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None  # None: 51234, or a free port when that is taken
+    broker_host: str | None = None
+    tick_interval: float = 2.0
+    log_level: str = "INFO"
+
+
+class WorkDirLock:
+    """One controller per work dir: flock, with host and pid inside (flock does not cross
+    hosts on every parallel file system, so a human can see who holds it)."""
+
+    def __init__(self, work: WorkDir) -> None:
+        self.work = work
+        self._fh = None
+
+    def acquire(self) -> None:
+        self.work.root.mkdir(parents=True, exist_ok=True)
+        fh = open(self.work.lock_file, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise AlreadyRunningError(f"work dir {self.work.root} is in use by a running JuQueue ({holder}); stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"host={socket.gethostname()} pid={os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def load_or_create_token(work: WorkDir) -> str:
+    if work.token_file.exists():
+        return work.token_file.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    write_atomic(work.token_file, token + "\n", mode=0o600)
+    return token
+
+
+def choose_port(host: str, requested: int | None) -> int:
+    """A taken explicit port is an error; a taken default means a free port."""
+    port = requested or DEFAULT_PORT
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return port
+        except OSError as exc:
+            if requested is not None:
+                raise ConfigError(f"port {port} on {host} is taken ({exc.strerror}); choose another with --port") from None
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def default_broker_host() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def become_subreaper() -> None:
+    """Orphaned run processes of local nodes are reparented here, where they can be found."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except OSError:
+        log.debug("prctl(PR_SET_CHILD_SUBREAPER) not available")
+
+
+def start_beat(work: WorkDir, tick_queue: str, tick_interval: float) -> subprocess.Popen:
+    env = dict(os.environ, JUQUEUE_WORK_DIR=str(work.root), JUQUEUE_TICK_INTERVAL=str(tick_interval), JUQUEUE_TICK_QUEUE=tick_queue)
+    log_file = open(work.root / "beat.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "juqueue.controller.beat", "beat", "-s", str(work.root / "beat-schedule"),
+         "--pidfile=", "-l", "WARNING"],
+        env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def run_server(opts: ServeOptions) -> int:
+    from juqueue.server_runtime import ServerRuntime
+
+    logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        runtime = ServerRuntime(opts)
+        runtime.start()
+    except JuQueueError as exc:
+        print(f"juqueue: {exc}", file=sys.stderr)
+        return 2
+    return runtime.serve_forever()

@@ -1,0 +1,207 @@
+"""The pieces `serve` runs, wired together, started in order and stopped in reverse."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from juqueue.backends.local import LocalBackend
+from juqueue.broker.client import make_redis
+from juqueue.broker.embedded import EmbeddedBroker
+from juqueue.celery_app import make_celery_app
+from juqueue.controller.controller import Controller, ControllerConfig, namespace_for
+from juqueue.errors import ConfigError
+from juqueue.paths import WorkDir, write_atomic
+from juqueue.server import ServeOptions, WorkDirLock, become_subreaper, choose_port, default_broker_host, load_or_create_token, start_beat
+from juqueue.store.engine import make_engine
+from juqueue.store.store import Store
+
+log = logging.getLogger("juqueue.server")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class ServerRuntime:
+    def __init__(self, opts: ServeOptions) -> None:
+        self.opts = opts
+        self.work = WorkDir(opts.work_dir.resolve())
+        self.def_dir = opts.def_dir.resolve()
+        self.lock = WorkDirLock(self.work)
+        self.broker: EmbeddedBroker | None = None
+        self.beat: subprocess.Popen | None = None
+        self.controller: Controller | None = None
+        self._uvicorn = None
+        self._stop_event = threading.Event()
+        self._cancel_jobs = False
+        self.port = 0
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        from juqueue.definitions.clusters import load_clusters
+
+        if not self.def_dir.is_dir():
+            raise ConfigError(f"definition directory {self.def_dir} does not exist")
+        clusters_file = self.def_dir / "clusters.yaml"
+        if not clusters_file.is_file():
+            raise ConfigError(f"{clusters_file} is missing: define at least one cluster there")
+        self.clusters = load_clusters(clusters_file)
+        self.lock.acquire()
+        self.token = load_or_create_token(self.work)
+        self.port = choose_port(self.opts.host, self.opts.port)
+        broker_url = self._start_broker()
+        write_atomic(self.work.broker_url_file, broker_url + "\n", mode=0o600)
+        self.store = Store(make_engine(self.opts.db_url, self.work.root))
+        self.namespace = namespace_for(self.work.root)
+        client = make_redis(broker_url, socket_timeout=10)
+        app = make_celery_app(broker_url)
+        backends = {"local": LocalBackend(self.work)}
+        if any(c.type == "slurm" for c in self.clusters.values()):
+            from juqueue.backends.slurm import SlurmBackend
+
+            backends["slurm"] = SlurmBackend(self.work)
+        become_subreaper()
+        self.controller = Controller(
+            ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval), self.store, client, app, backends, self.namespace
+        )
+        self.controller.start()
+        summary = self.reload()
+        for error in summary["errors"]:
+            log.error("definition error: %s", error)
+        self.beat = start_beat(self.work, self.controller.keys.tick_queue, self.opts.tick_interval)
+        threading.Thread(target=self._supervise, name="juqueue-supervisor", daemon=True).start()
+        self._start_api()
+
+    def _start_broker(self) -> str:
+        if self.opts.broker:
+            return self.opts.broker
+        has_slurm = any(c.type == "slurm" for c in self.clusters.values())
+        host = self.opts.broker_host or (default_broker_host() if has_slurm else "127.0.0.1")
+        if has_slurm and _is_loopback(host):
+            log.warning("the broker listens on %s only: compute nodes on other hosts cannot reach it (set --broker-host)", host)
+        self.broker = EmbeddedBroker(self.work, host=host)
+        self.broker.start()
+        return self.broker.settings.url(host)
+
+    def reload(self) -> dict:
+        from juqueue.definitions.evaluate import load_definitions
+
+        assert self.controller is not None
+        result = load_definitions(self.def_dir, set(self.clusters), timeout_s=60)
+        if getattr(result, "aborted", False):
+            errors = [str(e) for e in result.errors]
+            self.controller.definition_errors = errors
+            return {"added": [], "updated": [], "undefined": [], "errors": errors}
+        return self.controller.call(lambda: self.controller.apply_definitions(result))  # type: ignore[union-attr,return-value]
+
+    def request_stop(self, cancel_jobs: bool) -> dict:
+        self._cancel_jobs = cancel_jobs
+        threading.Timer(0.3, self._signal_exit).start()
+        return {"stopping": True, "cancel_jobs": cancel_jobs}
+
+    def _signal_exit(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def _start_api(self) -> None:
+        import uvicorn
+
+        from juqueue.api.app import create_app
+        from juqueue.api.context import AppContext
+
+        assert self.controller is not None
+        ctx = AppContext(store=self.store, controller=self.controller, token=self.token, work=self.work, clusters=self.clusters,
+                         port=self.port, reload=self.reload, request_stop=self.request_stop)
+        config = uvicorn.Config(create_app(ctx), host=self.opts.host, port=self.port, log_level="warning", access_log=False)
+        self._uvicorn = uvicorn.Server(config)
+        url = f"http://{self.opts.host}:{self.port}"
+        try:
+            from juqueue.client import record_server
+
+            record_server(self.work, url, self.port, self.opts.host)
+        except ImportError:
+            write_atomic(self.work.server_file, f'{{"url": "{url}", "port": {self.port}, "pid": {os.getpid()}}}', mode=0o600)
+        if self.opts.port is None and self.port != 51234:
+            print(f"port 51234 is taken; using {self.port}", flush=True)
+        print(f"JuQueue is serving {self.def_dir} (work dir {self.work.root})", flush=True)
+        print(f"Dashboard: {url}/?token={self.token}", flush=True)
+
+    # ------------------------------------------------------------------ run & stop
+    def serve_forever(self) -> int:
+        assert self._uvicorn is not None
+        try:
+            self._uvicorn.run()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _supervise(self) -> None:
+        """Keep the broker and beat alive, and reap orphans reparented to us."""
+        while not self._stop_event.wait(5.0):
+            try:
+                if self.broker is not None and self.broker.ensure_running():
+                    log.warning("embedded broker restarted")
+                if self.beat is not None and self.beat.poll() is not None and self.controller is not None:
+                    log.warning("celery beat exited (%s); restarting it", self.beat.returncode)
+                    self.beat = start_beat(self.work, self.controller.keys.tick_queue, self.opts.tick_interval)
+                _reap_orphans()
+            except Exception:
+                log.exception("supervisor check failed")
+
+    def shutdown(self) -> None:
+        self._stop_event.set()
+        jobs_alive = False
+        if self.controller is not None:
+            try:
+                self.controller.shutdown(cancel_jobs=self._cancel_jobs)
+                jobs_alive = any(n.backend == "slurm" for n in self.controller.nodes.values() if n.state.is_live)
+            except Exception:
+                log.exception("stopping the controller failed")
+        if self.beat is not None and self.beat.poll() is None:
+            self.beat.terminate()
+            try:
+                self.beat.wait(10)
+            except subprocess.TimeoutExpired:
+                self.beat.kill()
+        if self.broker is not None:
+            if jobs_alive:
+                print("SLURM jobs are still running: the embedded broker stays up so they keep their leases; "
+                      "`juqueue serve` on this work dir reattaches them (`juqueue stop --cancel-jobs` ends them).", flush=True)
+            else:
+                self.broker.stop()
+        try:
+            from juqueue.client import unregister_server
+
+            unregister_server(self.work)
+        except ImportError:
+            pass
+        self.lock.release()
+
+
+def _reap_orphans() -> None:
+    """As subreaper we inherit orphans; reap the ones that died (zombies not started by us)."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()
+        state, ppid = fields[0], int(fields[1])
+        comm = raw[raw.index("(") + 1: raw.rindex(")")]
+        if ppid == me and state == "Z" and not comm.startswith(("python", "valkey", "celery")):
+            try:
+                os.waitpid(int(entry.name), os.WNOHANG)
+            except ChildProcessError:
+                pass
