@@ -1,0 +1,393 @@
+"""The `juqueue` command: `serve`, and client subcommands that talk to a running server.
+
+Options go after the subcommand (`juqueue runs --json --port N`); every client command
+finds the server and its token the same way (juqueue.client). Human output is rich
+tables; `--json` prints the API's JSON unchanged, for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Iterator, NoReturn, Optional
+
+import typer
+
+from juqueue.version import __version__
+
+app = typer.Typer(
+    name="juqueue",
+    help="Pack command-line runs onto whole nodes (local or SLURM) and resume runs cut off by wall time or lost nodes.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=False,
+)
+
+SERVER = "Finding the server"
+UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Server address. Else JUQUEUE_URL, the work dir's server.json, the registry, http://127.0.0.1:51234.", rich_help_panel=SERVER)]
+PortOpt = Annotated[Optional[int], typer.Option("--port", help="Short for --url http://127.0.0.1:PORT.", rich_help_panel=SERVER)]
+WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir whose server.json and token to use (else JUQUEUE_WORK_DIR, else the nearest one above the current directory).", rich_help_panel=SERVER)]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", help="API token (else JUQUEUE_TOKEN, else the work dir's token file). Others can read command lines: prefer the file.", rich_help_panel=SERVER)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables.")]
+
+DefDirOpt = Annotated[Optional[Path], typer.Option("--def-dir", help="Definition dir: clusters.yaml, experiments/*.py, *.yaml.")]
+ServeWorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir (logs, store, token); must be shared with compute nodes.")]
+BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="Redis URL; default: start the embedded broker.")]
+DbUrlOpt = Annotated[Optional[str], typer.Option("--db-url", help="Store URL (PostgreSQL); default: SQLite in the work dir.")]
+HostOpt = Annotated[str, typer.Option("--host", help="Address the API listens on.")]
+ServePortOpt = Annotated[Optional[int], typer.Option("--port", help="API port; default 51234, or a free port when that is taken.")]
+BrokerHostOpt = Annotated[Optional[str], typer.Option("--broker-host", help="Address the embedded broker listens on when SLURM clusters exist (default: the hostname's address).")]
+TickOpt = Annotated[float, typer.Option("--tick-interval", help="Seconds between the controller's periodic reconciles.")]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.")]
+
+
+# ---------------------------------------------------------------------- helpers
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit: scripts and humans both read it."""
+    typer.echo(f"juqueue: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped: full ids beat an 80-column guess
+        console.width = max(console.width, 200)
+    return console
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _ts(value: float | None) -> str:
+    return datetime.fromtimestamp(value).strftime("%H:%M:%S") if value else ""
+
+
+STATUS_STYLE = {"queued": "yellow", "assigned": "magenta", "running": "cyan", "completed": "green",
+                "failed": "red", "cancelled": "dim"}
+
+
+@contextmanager
+def _api(ctx: typer.Context, url: str | None, port: int | None, work_dir: Path | None, token: str | None,
+         timeout: float = 30.0) -> Iterator[Any]:
+    """Find the server and token, yield an ApiClient; turn its failures into one-line exits."""
+    from juqueue.client import (
+        ApiClient, ApiError, ServerUnreachable, TokenRejected, find_server, find_token, load_registry,
+        locate_work_dir, registry_path,
+    )
+
+    root = ctx.obj or {}
+    wd = locate_work_dir(work_dir or root.get("work_dir"), os.environ, Path.cwd())
+    target = find_server(url=url, port=port or root.get("port"), env=os.environ, work_dir=wd,
+                         registry=load_registry(registry_path()))
+    tok, tok_source = find_token(token=token, env=os.environ, target=target)
+    client = ApiClient(target.url, tok, timeout=timeout)
+    try:
+        yield client
+    except ServerUnreachable as exc:
+        _fail(f"no JuQueue server answered at {exc.url} (tried: {target.how})")
+    except TokenRejected:
+        if tok is None:
+            _fail(f"the server at {target.url} needs a token and none was found: give --token, set JUQUEUE_TOKEN, "
+                  "or --work-dir of the server (its 'token' file)")
+        _fail(f"the server at {target.url} rejected the token from {tok_source}")
+    except ApiError as exc:
+        _fail(exc.detail, code=2 if exc.status_code == 422 else 1)
+    finally:
+        client.close()
+
+
+def _selection(runs: list[str] | None, experiment: str | None) -> dict:
+    if not runs and not experiment:
+        _fail("name at least one run (experiment@run) or give --experiment")
+    return {"ids": list(runs or []), "experiment": experiment}
+
+
+# ---------------------------------------------------------------------- serve
+def _serve(def_dir: Path | None, work_dir: Path | None, broker: str | None, db_url: str | None, host: str,
+           port: int | None, broker_host: str | None, tick_interval: float, log_level: str) -> None:
+    if def_dir is None or work_dir is None:
+        _fail("serve needs both --def-dir and --work-dir")
+    from juqueue.server import ServeOptions, run_server
+
+    opts = ServeOptions(def_dir=Path(def_dir).expanduser().resolve(), work_dir=Path(work_dir).expanduser().resolve(),
+                        broker=broker, db_url=db_url, host=host, port=port, broker_host=broker_host,
+                        tick_interval=tick_interval, log_level=log_level)
+    raise typer.Exit(run_server(opts))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"juqueue {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    def_dir: DefDirOpt = None,
+    work_dir: ServeWorkDirOpt = None,
+    broker: BrokerOpt = None,
+    db_url: DbUrlOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: ServePortOpt = None,
+    broker_host: BrokerHostOpt = None,
+    tick_interval: TickOpt = 2.0,
+    log_level: LogLevelOpt = "INFO",
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Without a subcommand, `juqueue --def-dir D --work-dir W` serves, as the original did."""
+    ctx.obj = {"work_dir": work_dir, "port": port}
+    if ctx.invoked_subcommand is not None:
+        return
+    if def_dir is None and work_dir is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level)
+
+
+@app.command()
+def serve(
+    def_dir: DefDirOpt = None,
+    work_dir: ServeWorkDirOpt = None,
+    broker: BrokerOpt = None,
+    db_url: DbUrlOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: ServePortOpt = None,
+    broker_host: BrokerHostOpt = None,
+    tick_interval: TickOpt = 2.0,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Start everything: broker (unless --broker), store, controller, local nodes and the API."""
+    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level)
+
+
+# ---------------------------------------------------------------------- client commands
+@app.command()
+def status(ctx: typer.Context, json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None,
+           work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+    """Run counts, clusters and their nodes, paused clusters and definition errors."""
+    with _api(ctx, url, port, work_dir, token) as api:
+        data = api.get("/api/status")
+    if json_out:
+        _print_json(data)
+        return
+    from rich.table import Table
+
+    out = _console()
+    out.print(f"JuQueue {data.get('version', '')}" + (f"   Flower: {data['flower_url']}" if data.get("flower_url") else ""))
+    counts = Table(title="Runs")
+    for name in data["counts"]:
+        counts.add_column(name, justify="right", style=STATUS_STYLE.get(name))
+    counts.add_row(*(str(n) for n in data["counts"].values()))
+    out.print(counts)
+    for cluster in data["clusters"]:
+        title = f"{cluster['name']} ({cluster.get('type')})"
+        if cluster.get("paused_reason"):
+            out.print(f"[red]cluster {cluster['name']} is paused: {cluster['paused_reason']}[/red]", markup=True)
+        if not cluster["nodes"]:
+            out.print(f"{title}: no nodes")
+            continue
+        table = Table(title=title)
+        for col in ("node", "state", "slots", "job", "runs", "reason"):
+            table.add_column(col)
+        for n in cluster["nodes"]:
+            table.add_row(n["name"], n["state"], f"{n['slots_used']}/{n['slots_total']}", n.get("job_id") or "",
+                          " ".join(n.get("runs") or []), n.get("reason") or "")
+        out.print(table)
+    if data.get("definition_errors"):
+        err = _console(stderr=True)
+        err.print(f"[red]{len(data['definition_errors'])} definition error(s):[/red]", markup=True)
+        for line in data["definition_errors"]:
+            err.print(f"  {line}", markup=False)
+
+
+@app.command()
+def runs(ctx: typer.Context,
+         experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")] = None,
+         status_: Annotated[Optional[str], typer.Option("--status", "-s", help="queued, assigned, running, completed, failed or cancelled.")] = None,
+         json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
+         token: TokenOpt = None) -> None:
+    """List runs; --json prints one object per run (a stable interface)."""
+    with _api(ctx, url, port, work_dir, token) as api:
+        rows = api.get("/api/runs", experiment=experiment, status=status_)
+    if json_out:
+        _print_json(rows)
+        return
+    if not rows:
+        _console(stderr=True).print("no runs match", markup=False)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("run", "status", "attempt", "exit", "node", "cluster", "started", "ended", "reason"):
+        table.add_column(col, justify="right" if col in ("attempt", "exit") else "left",
+                         overflow="fold", no_wrap=col in ("status", "started", "ended"))
+    for r in rows:
+        name = r["global_id"] if r.get("defined", True) else f"{r['global_id']} (undefined)"
+        style = STATUS_STYLE.get(r["status"], "")
+        table.add_row(name, f"[{style}]{r['status']}[/{style}]" if style else r["status"], str(r["attempt"]),
+                      "" if r["exit_code"] is None else str(r["exit_code"]), r.get("node") or "", r["cluster"],
+                      _ts(r.get("started_at")), _ts(r.get("ended_at")), r.get("reason") or "")
+    _console().print(table)
+
+
+def _act(ctx: typer.Context, verb: str, runs_: list[str] | None, experiment: str | None, json_out: bool,
+         url: str | None, port: int | None, work_dir: Path | None, token: str | None) -> None:
+    body = _selection(runs_, experiment)
+    with _api(ctx, url, port, work_dir, token) as api:
+        result = api.post(f"/api/runs/{verb}", body)
+    if json_out:
+        _print_json(result)
+    else:
+        done_key = "cancelled" if verb == "cancel" else "requeued"
+        typer.echo(f"{done_key} {len(result[done_key])}: {' '.join(result[done_key])}".rstrip(": "))
+        if result.get("skipped"):
+            why = "already final" if verb == "cancel" else "not failed or cancelled"
+            typer.echo(f"skipped ({why}): {' '.join(result['skipped'])}")
+    if result.get("unknown"):
+        _fail(f"unknown: {' '.join(result['unknown'])}", code=1)
+
+
+@app.command()
+def cancel(ctx: typer.Context,
+           runs_: Annotated[Optional[list[str]], typer.Argument(metavar="RUN...", help="Global ids (experiment@run).")] = None,
+           experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Every run of this experiment.")] = None,
+           json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
+           token: TokenOpt = None) -> None:
+    """Cancel runs: queued ones at once, running ones are stopped (SIGTERM, grace, SIGKILL)."""
+    _act(ctx, "cancel", runs_, experiment, json_out, url, port, work_dir, token)
+
+
+@app.command()
+def requeue(ctx: typer.Context,
+            runs_: Annotated[Optional[list[str]], typer.Argument(metavar="RUN...", help="Global ids (experiment@run).")] = None,
+            experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Every run of this experiment.")] = None,
+            json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
+            token: TokenOpt = None) -> None:
+    """Put failed or cancelled runs back in the queue."""
+    _act(ctx, "requeue", runs_, experiment, json_out, url, port, work_dir, token)
+
+
+@app.command()
+def logs(ctx: typer.Context,
+         run: Annotated[str, typer.Argument(metavar="RUN", help="Global id (experiment@run).")],
+         attempt: Annotated[Optional[int], typer.Option("--attempt", "-a", min=1, help="Default: the latest attempt.")] = None,
+         stream: Annotated[str, typer.Option("--stream", help="out or err.")] = "out",
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run is final (follows requeues).")] = False,
+         url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+    """Print a run's stdout or stderr (one attempt)."""
+    if stream not in ("out", "err"):
+        _fail(f"--stream must be 'out' or 'err', not {stream!r}")
+    with _api(ctx, url, port, work_dir, token) as api:
+        try:
+            _tail(api, run, attempt, stream, follow)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
+def _tail(api: Any, run: str, attempt: int | None, stream: str, follow: bool) -> None:
+    """Read chunks until caught up; with --follow, poll and move on to newer attempts."""
+    offset, current = 0, attempt
+    while True:
+        chunk = api.get(f"/api/runs/{run}/logs", attempt=current, stream=stream, offset=offset)
+        current = chunk["attempt"]
+        if chunk["text"]:
+            sys.stdout.write(chunk["text"])
+            sys.stdout.flush()
+        progressed = chunk["next_offset"] > offset
+        offset = chunk["next_offset"]
+        if progressed:
+            continue
+        if not follow:
+            return
+        if attempt is None and chunk["latest_attempt"] > current:
+            current, offset = chunk["latest_attempt"], 0
+            typer.echo(f"--- attempt {current} ---", err=True)
+            continue
+        if chunk["final"]:
+            return
+        time.sleep(1.0)
+
+
+@app.command()
+def reload(ctx: typer.Context, json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None,
+           work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+    """Re-read the definitions and apply the difference; exit 1 if any file has errors."""
+    with _api(ctx, url, port, work_dir, token, timeout=300.0) as api:
+        result = api.post("/api/reload")
+    errors = result.get("errors") or []
+    if json_out:
+        _print_json(result)
+    else:
+        for key in ("added", "updated", "undefined"):
+            names = result.get(key) or []
+            typer.echo(f"{key} {len(names)}" + (f": {' '.join(names)}" if names else ""))
+        for line in errors:
+            typer.echo(f"error: {line}", err=True)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def url(ctx: typer.Context, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
+        token: TokenOpt = None) -> None:
+    """Print the dashboard link with its token (open it once; a cookie keeps you signed in)."""
+    with _api(ctx, url, port, work_dir, token) as api:
+        api.get("/api/runs", limit=1)  # the server answers and takes the token
+        typer.echo(f"{api.url}/?token={api.token}")
+
+
+@app.command()
+def stop(ctx: typer.Context,
+         cancel_jobs: Annotated[bool, typer.Option("--cancel-jobs", help="Also end SLURM jobs (else they keep running and the next serve reattaches them).")] = False,
+         url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+    """Stop the server (local nodes stop with it)."""
+    with _api(ctx, url, port, work_dir, token) as api:
+        api.post("/api/stop", {"cancel_jobs": cancel_jobs})
+        typer.echo(f"the server at {api.url} is stopping" + (" and cancelling its SLURM jobs" if cancel_jobs else ""))
+
+
+@app.command("slurm-script")
+def slurm_script(
+    cluster: Annotated[str, typer.Argument(help="A slurm cluster from clusters.yaml.")],
+    def_dir: Annotated[Path, typer.Option("--def-dir", help="Definition dir holding clusters.yaml.")],
+    work_dir: Annotated[Path, typer.Option("--work-dir", help="Work dir the script would use.")],
+) -> None:
+    """Print the job script JuQueue would submit for a cluster (no server needed)."""
+    from juqueue.definitions.clusters import load_clusters
+    from juqueue.errors import ConfigError
+
+    try:
+        clusters = load_clusters(Path(def_dir) / "clusters.yaml")
+    except ConfigError as exc:
+        _fail(str(exc))
+    if cluster not in clusters:
+        _fail(f"no cluster {cluster!r} in {Path(def_dir) / 'clusters.yaml'}; known: {', '.join(sorted(clusters)) or 'none'}")
+    spec = clusters[cluster]
+    if spec.type != "slurm":
+        _fail(f"cluster {cluster!r} is of type {spec.type!r}; only slurm clusters have a job script")
+    try:
+        from juqueue.backends.slurm_script import render_job_script
+    except ImportError as exc:
+        _fail(f"SLURM job scripts are not available in this installation ({exc})")
+
+    work = Path(work_dir).expanduser().resolve()
+    typer.echo(render_job_script(spec, node="<node>", token="<token>", work_dir=work,
+                                 log_path=work / "nodes" / "<node>" / "job.log"), nl=False)
+
+
+def main() -> None:
+    """Console entry point (`juqueue`)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

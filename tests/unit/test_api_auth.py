@@ -1,0 +1,196 @@
+"""The API's token rules and JSON shapes, over a real store and a stand-in controller.
+
+Unit level: the controller only needs `call(fn)` and a few methods with fixed data here;
+tests/integration/test_security.py checks the same rules against a running server.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from juqueue.api.app import create_app
+from juqueue.api.context import AppContext
+from juqueue.paths import WorkDir
+from juqueue.status import RunStatus
+from juqueue.store.engine import make_engine
+from juqueue.store.store import Store
+from juqueue.store.tables import AttemptRow, EventRow, RunRow
+
+with warnings.catch_warnings():  # starlette asks for `httpx2`; the dev venv has httpx
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+TOKEN = "s3cret-token"
+PORT = 51999
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PUBLIC = ["/", "/static/index.html", "/docs", "/redoc", "/openapi.json", "/health"]
+RUN_KEYS = {"experiment", "id", "global_id", "status", "attempt", "exit_code", "node", "cluster", "queued_at",
+            "started_at", "ended_at", "reason", "defined"}
+
+
+class FakeController:
+    """Only what the routes call, with fixed data."""
+
+    definition_errors = ["bad.yaml: unknown cluster 'nope'"]
+
+    def __init__(self) -> None:
+        self.cancelled: list[list[str]] = []
+
+    def call(self, fn):
+        return fn()
+
+    def cancel_runs(self, gids: list[str]) -> list[str]:
+        self.cancelled.append(list(gids))
+        return [g for g in gids if g != "e@done"]
+
+    def requeue_runs(self, gids: list[str]) -> list[str]:
+        return [g for g in gids if g == "e@done"]
+
+    def nodes_snapshot(self) -> list[dict]:
+        return [{"name": "local-1", "cluster": "local", "type": "local", "state": "up", "slots_used": 1,
+                 "slots_total": 2, "runs": ["e@a"], "job_id": None, "reason": None}]
+
+    def cluster_health(self) -> dict:
+        return {"local": None}
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    store = Store(make_engine(None, tmp_path))
+    now = time.time()
+    with store.session() as s:
+        s.add(RunRow(global_id="e@a", experiment="e", run_id="a", cluster="local", status="running", attempt=1,
+                     node="local-1", queued_at=now, started_at=now))
+        s.add(RunRow(global_id="e@done", experiment="e", run_id="done", cluster="local", status="completed",
+                     attempt=1, exit_code=0, queued_at=now, started_at=now, ended_at=now))
+        s.add(AttemptRow(global_id="e@a", number=1, node="local-1", slot=0, started_at=now))
+        s.add(EventRow(global_id="e@a", ts=now, kind="started", attempt=1, node="local-1"))
+        s.commit()
+    work = WorkDir(tmp_path)
+    log = work.attempt_log("e", "a", 1, "out")
+    log.parent.mkdir(parents=True)
+    log.write_text("hello\nwörld\n")
+    from juqueue.definitions.models import ClusterSpec
+
+    controller = FakeController()
+    stops: list[bool] = []
+    ctx = AppContext(store=store, controller=controller, token=TOKEN, work=work,  # type: ignore[arg-type]
+                     clusters={"local": ClusterSpec(name="local", type="local", num_slots=2)}, port=PORT,
+                     reload=lambda: {"added": [], "updated": [], "undefined": [], "errors": ["x.py: boom"]},
+                     request_stop=lambda cancel: stops.append(cancel) or {"stopping": True, "cancel_jobs": cancel},
+                     flower_url=None)
+    app = create_app(ctx)
+    with TestClient(app) as client:
+        yield app, client, controller, stops
+
+
+def _protected(app) -> list[tuple[str, str]]:
+    """Every documented operation outside the public paths."""
+    return [(method.upper(), path.replace("{global_id}", "e@a"))
+            for path, ops in app.openapi()["paths"].items() if path not in PUBLIC for method in ops]
+
+
+def test_every_non_public_path_needs_the_token(setup):
+    app, client, _, _ = setup
+    protected = _protected(app)
+    assert {("GET", "/api/runs"), ("POST", "/api/reload"), ("POST", "/api/stop"), ("GET", "/api/runs/e@a/logs")} <= set(protected)
+    bad = {"Authorization": "Bearer wrong", "X-JuQueue-Token": "wrong"}
+    for method, path in protected + [("GET", "/api/nope"), ("POST", "/api/runs/cancel")]:
+        for headers in ({}, bad):
+            resp = client.request(method, path, headers=headers, content=b"{not json",
+                                  cookies={f"juqueue_token_{PORT}": "wrong"} if headers else None)
+            assert resp.status_code == 401, (method, path, resp.text)
+            assert "token" in resp.json()["detail"]
+
+
+def test_header_forms_and_cookie_are_accepted(setup):
+    _, client, _, _ = setup
+    assert client.get("/api/runs", headers=AUTH).status_code == 200
+    assert client.get("/api/runs", headers={"X-JuQueue-Token": TOKEN}).status_code == 200
+    client.cookies.set(f"juqueue_token_{PORT}", TOKEN)
+    assert client.get("/api/status").status_code == 200
+    client.cookies.clear()
+    client.cookies.set("juqueue_token_1", TOKEN)  # another port's cookie is not this server's
+    assert client.get("/api/status").status_code == 401
+
+
+def test_token_in_url_becomes_a_strict_httponly_cookie(setup):
+    _, client, _, _ = setup
+    resp = client.get("/", params={"token": TOKEN}, follow_redirects=False)
+    assert resp.status_code in (302, 303, 307) and resp.headers["location"] == "/"
+    cookie = resp.headers["set-cookie"]
+    assert cookie.startswith(f"juqueue_token_{PORT}={TOKEN};")
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Path=/" in cookie
+    assert client.get("/api/runs").status_code == 200  # the client kept the cookie
+    wrong = client.get("/", params={"token": "wrong"}, follow_redirects=False)
+    assert "set-cookie" not in wrong.headers
+
+
+def test_public_paths_answer_without_token(setup):
+    _, client, _, _ = setup
+    for path in PUBLIC:
+        assert client.get(path).status_code == 200, path
+    assert client.get("/health").json()["status"] == "ok"
+    assert "<title>JuQueue</title>" in client.get("/").text
+
+
+def test_runs_shape_filter_and_bad_status(setup):
+    _, client, _, _ = setup
+    runs = client.get("/api/runs", headers=AUTH).json()
+    assert {r["global_id"] for r in runs} == {"e@a", "e@done"}
+    for run in runs:
+        assert RUN_KEYS <= set(run)
+    assert [r["global_id"] for r in client.get("/api/runs?status=completed", headers=AUTH).json()] == ["e@done"]
+    bad = client.get("/api/runs?status=bogus", headers=AUTH)
+    assert bad.status_code == 422
+    for value in RunStatus:
+        assert value.value in bad.json()["detail"]
+
+
+def test_run_detail_logs_and_unknown_ids(setup):
+    _, client, _, _ = setup
+    run = client.get("/api/runs/e@a", headers=AUTH).json()
+    assert run["attempts"][0]["number"] == 1 and run["events"][0]["kind"] == "started"
+    missing = client.get("/api/runs/e@nope", headers=AUTH)
+    assert missing.status_code == 404 and "e@nope" in missing.json()["detail"]
+    logs = client.get("/api/runs/e@a/logs", headers=AUTH).json()
+    assert logs["attempt"] == 1 and logs["text"] == "hello\nwörld\n" and logs["next_offset"] == len("hello\nwörld\n".encode())
+    more = client.get(f"/api/runs/e@a/logs?offset={logs['next_offset']}", headers=AUTH).json()
+    assert more["text"] == "" and more["next_offset"] == logs["next_offset"]
+    cut = client.get("/api/runs/e@a/logs?max_bytes=8", headers=AUTH).json()  # 'ö' is split at byte 8
+    assert cut["text"] == "hello\nw" and cut["next_offset"] == 7
+    assert client.get("/api/runs/e@a/logs?attempt=2", headers=AUTH).status_code == 404
+    assert client.get("/api/runs/e@nope/logs", headers=AUTH).status_code == 404
+    assert client.get("/api/runs/e@a/logs?stream=err", headers=AUTH).json()["text"] == ""
+
+
+def test_cancel_requeue_list_unknown_ids(setup):
+    _, client, controller, _ = setup
+    out = client.post("/api/runs/cancel", json={"ids": ["e@a", "x@y", "e@done"]}, headers=AUTH).json()
+    assert out == {"cancelled": ["e@a"], "unknown": ["x@y"], "skipped": ["e@done"]}
+    out = client.post("/api/runs/requeue", json={"experiment": "e"}, headers=AUTH).json()
+    assert out["requeued"] == ["e@done"] and out["unknown"] == []
+    out = client.post("/api/runs/cancel", json={"experiment": "ghost"}, headers=AUTH).json()
+    assert out["unknown"] == ["ghost"] and out["cancelled"] == []
+    assert client.post("/api/runs/cancel", json={}, headers=AUTH).status_code == 422
+
+
+def test_status_nodes_and_control(setup):
+    _, client, _, stops = setup
+    status = client.get("/api/status", headers=AUTH).json()
+    assert set(status["counts"]) == {s.value for s in RunStatus}
+    assert status["counts"]["running"] == 1 and status["counts"]["queued"] == 0
+    (cluster,) = status["clusters"]
+    assert cluster["name"] == "local" and cluster["type"] == "local" and cluster["paused_reason"] is None
+    assert cluster["nodes"][0]["name"] == "local-1" and cluster["nodes"][0]["runs"] == ["e@a"]
+    assert status["definition_errors"] and "version" in status and "flower_url" in status
+    nodes = client.get("/api/nodes", headers=AUTH).json()
+    assert nodes[0]["name"] == "local-1" and "reason" in nodes[0]
+    assert client.post("/api/reload", headers=AUTH).json()["errors"] == ["x.py: boom"]
+    assert client.post("/api/stop", json={"cancel_jobs": True}, headers=AUTH).json()["cancel_jobs"] is True
+    assert client.post("/api/stop", headers=AUTH).status_code == 200
+    assert stops == [True, False]

@@ -1,0 +1,131 @@
+"""How the CLI finds its server and token: DESIGN.md's order, first match wins."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from juqueue.client import (
+    DEFAULT_URL, ApiClient, ServerUnreachable, find_server, find_token, load_registry, locate_work_dir,
+    record_server, registry_path, unregister_server,
+)
+from juqueue.paths import WorkDir
+
+HOST = socket.gethostname()
+
+
+def _work(tmp_path: Path, name: str, url: str | None = None, token: str | None = None) -> Path:
+    wd = tmp_path / name
+    (wd / "broker").mkdir(parents=True)
+    (wd / "broker" / "url").write_text("redis://x\n")
+    if url:
+        (wd / "server.json").write_text(json.dumps({"url": url, "port": int(url.rsplit(":", 1)[1]), "pid": 1}))
+    if token:
+        (wd / "token").write_text(token + "\n")
+    return wd
+
+
+def alive(pids):
+    return lambda pid: pid in pids
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    for var in ("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_order_url_port_env_workdir_registry_default(tmp_path):
+    wd = _work(tmp_path, "w", url="http://127.0.0.1:6001", token="tw")
+    reg = {"http://127.0.0.1:7001": {"work_dir": str(tmp_path / "r"), "pid": 11, "port": 7001, "hostname": HOST}}
+    env = {"JUQUEUE_URL": "http://h:5001/"}
+    kw = dict(work_dir=wd, registry=reg, alive=alive({11}))
+    assert find_server(url="http://u:1", port=2, env=env, **kw).url == "http://u:1"
+    assert find_server(url=None, port=2, env=env, **kw).url == "http://127.0.0.1:2"
+    assert find_server(url=None, port=None, env=env, **kw).url == "http://h:5001"
+    t = find_server(url=None, port=None, env={}, **kw)
+    assert t.url == "http://127.0.0.1:6001" and "server.json" in t.how and t.token_dirs == (wd,)
+    t = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive({11}))
+    assert t.url == "http://127.0.0.1:7001" and "registry" in t.how and t.token_dirs == (tmp_path / "r",)
+    t = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive(set()))
+    assert t.url == DEFAULT_URL and t.how.startswith("the default address")
+
+
+def test_registry_used_only_with_exactly_one_live_entry_of_this_host(tmp_path):
+    reg = {
+        "http://127.0.0.1:7001": {"work_dir": "/a", "pid": 11, "port": 7001, "hostname": HOST},
+        "http://127.0.0.1:7002": {"work_dir": "/b", "pid": 12, "port": 7002, "hostname": HOST},
+        "http://127.0.0.1:7003": {"work_dir": "/c", "pid": 13, "port": 7003, "hostname": "other-login-node"},
+    }
+    two = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive({11, 12, 13}))
+    assert two.url == DEFAULT_URL and "2 servers" in two.how
+    one = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive({12, 13}))
+    assert one.url == "http://127.0.0.1:7002"
+
+
+def test_workdir_without_server_json_falls_through(tmp_path):
+    wd = _work(tmp_path, "w", token="tw")
+    t = find_server(url=None, port=None, env={}, work_dir=wd, registry={}, alive=alive(set()))
+    assert t.url == DEFAULT_URL and "no server.json" in t.how
+    assert find_token(token=None, env={}, target=t) == ("tw", str(wd / "token"))
+
+
+def test_locate_work_dir(tmp_path, monkeypatch):
+    wd = _work(tmp_path, "w")
+    deep = wd / "runs" / "e" / "r"
+    deep.mkdir(parents=True)
+    assert locate_work_dir(tmp_path / "x", {}, deep) == (tmp_path / "x").resolve()
+    assert locate_work_dir(None, {"JUQUEUE_WORK_DIR": str(tmp_path / "y")}, deep) == (tmp_path / "y").resolve()
+    assert locate_work_dir(None, {}, deep) == wd.resolve()
+    assert locate_work_dir(None, {}, tmp_path) is None
+
+
+def test_token_sources(tmp_path):
+    wd = _work(tmp_path, "w", url="http://127.0.0.1:6001", token="from-file")
+    other = _work(tmp_path, "o", token="from-registry")
+    reg = {"http://127.0.0.1:9000": {"work_dir": str(other), "pid": 5, "port": 9000, "hostname": HOST}}
+    t = find_server(url=None, port=None, env={}, work_dir=wd, registry=reg, alive=alive({5}))
+    assert find_token(token="opt", env={"JUQUEUE_TOKEN": "env"}, target=t) == ("opt", "--token")
+    assert find_token(token=None, env={"JUQUEUE_TOKEN": "env"}, target=t) == ("env", "JUQUEUE_TOKEN")
+    assert find_token(token=None, env={}, target=t) == ("from-file", str(wd / "token"))
+    # --port naming a registered server takes that server's token, before the local work dir's.
+    t = find_server(url=None, port=9000, env={}, work_dir=wd, registry=reg, alive=alive({5}))
+    assert find_token(token=None, env={}, target=t)[0] == "from-registry"
+    # No work dir: the single live registry entry's work dir.
+    t = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive({5}))
+    assert find_token(token=None, env={}, target=t)[0] == "from-registry"
+    t = find_server(url=None, port=None, env={}, work_dir=None, registry={}, alive=alive(set()))
+    assert find_token(token=None, env={}, target=t)[0] is None
+
+
+def test_record_and_unregister(tmp_path):
+    home = tmp_path / "home"
+    work = WorkDir(tmp_path / "w")
+    work.root.mkdir()
+    record_server(work, "http://127.0.0.1:6001", 6001, "127.0.0.1", home=home)
+    server = json.loads(work.server_file.read_text())
+    assert server["url"] == "http://127.0.0.1:6001" and server["pid"] == os.getpid() and server["host"] == "127.0.0.1"
+    reg_file = registry_path(home)
+    assert stat.S_IMODE(reg_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(reg_file.parent.stat().st_mode) == 0o700
+    reg = load_registry(reg_file)
+    assert reg["http://127.0.0.1:6001"]["work_dir"] == str(work.root.resolve())
+    unregister_server(work, home=home)
+    assert not work.server_file.exists()
+    assert load_registry(reg_file) == {}
+
+
+def test_api_client_unreachable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    client = ApiClient(f"http://127.0.0.1:{port}", "t", timeout=2)
+    with pytest.raises(ServerUnreachable) as info:
+        client.get("/api/runs")
+    assert info.value.url == f"http://127.0.0.1:{port}"
+    client.close()
