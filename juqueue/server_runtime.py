@@ -68,7 +68,9 @@ class ServerRuntime:
         if any(c.type == "slurm" for c in self.clusters.values()):
             from juqueue.backends.slurm import SlurmBackend
 
-            backends["slurm"] = SlurmBackend(self.work)
+            poll = min(c.poll_interval for c in self.clusters.values() if c.type == "slurm")
+            prefixes = {c.job_name for c in self.clusters.values() if c.type == "slurm"}
+            backends["slurm"] = SlurmBackend(self.work, poll_interval_s=poll, name_prefix=os.path.commonprefix(sorted(prefixes)))
         become_subreaper()
         self.controller = Controller(
             ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval), self.store, client, app, backends, self.namespace

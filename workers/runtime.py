@@ -178,6 +178,7 @@ class NodeRuntime:
                 Event(
                     type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
                     interrupted=interrupted, ts=ended_at, reason=live.stop_reason or "",
+                    stopping=self.stopping, draining=self.draining,
                 )
             )
         except redis.RedisError as exc:  # the exit file carries the result
@@ -264,8 +265,10 @@ class NodeRuntime:
 
     def _check_drain_file(self) -> None:
         if not self.draining and (self.work.node_dir(self.node) / "drain").exists():
-            log.info("drain file found: wall time is near; taking no new runs")
+            # The job's wall time is near: take nothing new, let runs checkpoint (SIGTERM, grace).
+            log.info("drain file found: wall time is near; stopping runs so they resume elsewhere")
             self.draining = True
+            self.stop_all("wall time near")
             self._hb_soon.set()
 
     def _controller_silent(self) -> bool:

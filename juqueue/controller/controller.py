@@ -340,6 +340,7 @@ class Controller:
         node = self.nodes.get(ev.node)
         if node is not None:
             node.runs.discard(run.gid)
+            self._note_node_flags(node, ev)
             self._maybe_idle(node, now)
             self._dirty_placement = True
         if ev.interrupted or run.stop_requested:
@@ -362,10 +363,7 @@ class Controller:
             return
         if node.state == NodeState.STARTING:
             self._node_up(node, now)
-        if ev.draining and node.state == NodeState.UP:
-            node.state = NodeState.DRAINING
-            node.reason = "draining (wall time near)"
-            self._dirty_placement = True
+        self._note_node_flags(node, ev)
         self._mark_node_dirty(node)
         for gid in list(node.runs) + [g for g, r in self.runs.items() if r.exit_pending and r.exit_pending[2] == node.name and g not in node.runs]:
             run = self.runs.get(gid)
@@ -373,6 +371,20 @@ class Controller:
                 continue
             code, ended, _ = run.exit_pending
             self._end_attempt(run, code, ended, ev.stopping, "node stopping" if ev.stopping else None, node.name)
+
+    def _note_node_flags(self, node: NodeInfo, ev: Event) -> None:
+        """A worker that says it is draining or going away takes no new runs."""
+        if ev.stopping and node.state in (NodeState.STARTING, NodeState.UP, NodeState.DRAINING):
+            node.state = NodeState.STOPPING
+            node.reason = node.reason or "worker shutting down"
+            node.stop_sent_at = node.stop_sent_at or time.time()
+            self._mark_node_dirty(node)
+            self._dirty_placement = True
+        elif ev.draining and node.state in (NodeState.STARTING, NodeState.UP):
+            node.state = NodeState.DRAINING
+            node.reason = "draining (wall time near)"
+            self._mark_node_dirty(node)
+            self._dirty_placement = True
 
     # ================================================================ run transitions
     def _mark_run_dirty(self, run: RunState) -> None:
@@ -636,6 +648,11 @@ class Controller:
                     backend.stop_node(spec or _placeholder_cluster(node), name, node.job_id, node.pid)
                     if kind == "local":
                         self._node_gone(node, f"no heartbeat for {timeout:.0f} s", now)
+                    else:
+                        # Its runs are requeued once SLURM confirms the job gone (next poll).
+                        node.state, node.reason = NodeState.STOPPING, f"no heartbeat for {timeout:.0f} s; job cancelled"
+                        node.stop_sent_at = now
+                        self._mark_node_dirty(node)
                 elif node.state == NodeState.STARTING and node.started_at and now - node.started_at > self.config.start_timeout_s and kind == "local":
                     backend.stop_node(spec or _placeholder_cluster(node), name, node.job_id, node.pid)
                     self._node_failed(node, f"worker did not come up within {self.config.start_timeout_s:.0f} s", now)
