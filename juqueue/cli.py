@@ -44,6 +44,7 @@ ServePortOpt = Annotated[Optional[int], typer.Option("--port", help="API port; d
 BrokerHostOpt = Annotated[Optional[str], typer.Option("--broker-host", help="Address the embedded broker listens on when SLURM clusters exist (default: the hostname's address).")]
 TickOpt = Annotated[float, typer.Option("--tick-interval", help="Seconds between the controller's periodic reconciles.")]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.")]
+FlowerPortOpt = Annotated[int | None, typer.Option("--flower-port", help="Also run Flower (the Celery monitor) on this port, behind the dashboard token as its password.")]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -112,14 +113,15 @@ def _selection(runs: list[str] | None, experiment: str | None) -> dict:
 
 # ---------------------------------------------------------------------- serve
 def _serve(def_dir: Path | None, work_dir: Path | None, broker: str | None, db_url: str | None, host: str,
-           port: int | None, broker_host: str | None, tick_interval: float, log_level: str) -> None:
+           port: int | None, broker_host: str | None, tick_interval: float, log_level: str,
+           flower_port: int | None = None) -> None:
     if def_dir is None or work_dir is None:
         _fail("serve needs both --def-dir and --work-dir")
     from juqueue.server import ServeOptions, run_server
 
     opts = ServeOptions(def_dir=Path(def_dir).expanduser().resolve(), work_dir=Path(work_dir).expanduser().resolve(),
                         broker=broker, db_url=db_url, host=host, port=port, broker_host=broker_host,
-                        tick_interval=tick_interval, log_level=log_level)
+                        tick_interval=tick_interval, log_level=log_level, flower_port=flower_port)
     raise typer.Exit(run_server(opts))
 
 
@@ -141,6 +143,7 @@ def root(
     broker_host: BrokerHostOpt = None,
     tick_interval: TickOpt = 2.0,
     log_level: LogLevelOpt = "INFO",
+    flower_port: FlowerPortOpt = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     """Without a subcommand, `juqueue --def-dir D --work-dir W` serves, as the original did."""
@@ -150,7 +153,7 @@ def root(
     if def_dir is None and work_dir is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level)
+    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level, flower_port)
 
 
 @app.command()
@@ -164,9 +167,10 @@ def serve(
     broker_host: BrokerHostOpt = None,
     tick_interval: TickOpt = 2.0,
     log_level: LogLevelOpt = "INFO",
+    flower_port: FlowerPortOpt = None,
 ) -> None:
     """Start everything: broker (unless --broker), store, controller, local nodes and the API."""
-    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level)
+    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level, flower_port)
 
 
 # ---------------------------------------------------------------------- client commands

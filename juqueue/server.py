@@ -35,6 +35,7 @@ class ServeOptions:
     broker_host: str | None = None
     tick_interval: float = 2.0
     log_level: str = "INFO"
+    flower_port: int | None = None  # None: no Flower
 
 
 class WorkDirLock:
@@ -115,6 +116,18 @@ def start_beat(work: WorkDir, tick_queue: str, tick_interval: float) -> subproce
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "juqueue.controller.beat", "beat", "-s", str(work.root / "beat-schedule"),
          "--pidfile=", "-l", "WARNING"],
+        env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def start_flower(work: WorkDir, port: int, token: str) -> subprocess.Popen:
+    """Flower shows task arguments: it listens on loopback and asks for a password (the
+    dashboard token), handed over through its environment, never its arguments."""
+    env = dict(os.environ, JUQUEUE_WORK_DIR=str(work.root), FLOWER_BASIC_AUTH=f"juqueue:{token}")
+    log_file = open(work.root / "flower.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "juqueue.workers.app", "flower", "--address=127.0.0.1", f"--port={port}",
+         "--url_prefix=flower", "--purge_offline_workers=300"],
         env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
     )
 

@@ -17,7 +17,16 @@ from juqueue.celery_app import make_celery_app
 from juqueue.controller.controller import Controller, ControllerConfig, namespace_for
 from juqueue.errors import ConfigError
 from juqueue.paths import WorkDir, write_atomic
-from juqueue.server import ServeOptions, WorkDirLock, become_subreaper, choose_port, default_broker_host, load_or_create_token, start_beat
+from juqueue.server import (
+    ServeOptions,
+    WorkDirLock,
+    become_subreaper,
+    choose_port,
+    default_broker_host,
+    load_or_create_token,
+    start_beat,
+    start_flower,
+)
 from juqueue.store.engine import make_engine
 from juqueue.store.store import Store
 
@@ -39,6 +48,7 @@ class ServerRuntime:
         self.lock = WorkDirLock(self.work)
         self.broker: EmbeddedBroker | None = None
         self.beat: subprocess.Popen | None = None
+        self.flower: subprocess.Popen | None = None
         self.controller: Controller | None = None
         self._uvicorn = None
         self._stop_event = threading.Event()
@@ -80,6 +90,8 @@ class ServerRuntime:
         for error in summary["errors"]:
             log.error("definition error: %s", error)
         self.beat = start_beat(self.work, self.controller.keys.tick_queue, self.opts.tick_interval)
+        if self.opts.flower_port:
+            self.flower = start_flower(self.work, self.opts.flower_port, self.token)
         threading.Thread(target=self._supervise, name="juqueue-supervisor", daemon=True).start()
         self._start_api()
 
@@ -122,7 +134,8 @@ class ServerRuntime:
 
         assert self.controller is not None
         ctx = AppContext(store=self.store, controller=self.controller, token=self.token, work=self.work, clusters=self.clusters,
-                         port=self.port, reload=self.reload, request_stop=self.request_stop)
+                         port=self.port, reload=self.reload, request_stop=self.request_stop,
+                         flower_url=f"http://127.0.0.1:{self.opts.flower_port}/flower" if self.opts.flower_port else None)
         config = uvicorn.Config(create_app(ctx), host=self.opts.host, port=self.port, log_level="warning", access_log=False)
         self._uvicorn = uvicorn.Server(config)
         url = f"http://{self.opts.host}:{self.port}"
@@ -168,12 +181,13 @@ class ServerRuntime:
                 jobs_alive = any(n.backend == "slurm" for n in self.controller.nodes.values() if n.state.is_live)
             except Exception:
                 log.exception("stopping the controller failed")
-        if self.beat is not None and self.beat.poll() is None:
-            self.beat.terminate()
-            try:
-                self.beat.wait(10)
-            except subprocess.TimeoutExpired:
-                self.beat.kill()
+        for helper in (self.beat, self.flower):
+            if helper is not None and helper.poll() is None:
+                helper.terminate()
+                try:
+                    helper.wait(10)
+                except subprocess.TimeoutExpired:
+                    helper.kill()
         if self.broker is not None:
             if jobs_alive:
                 print("SLURM jobs are still running: the embedded broker stays up so they keep their leases; "

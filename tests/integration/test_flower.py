@@ -1,0 +1,47 @@
+"""Flower sees the same Celery app, behind a password that is on no command line."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import httpx
+
+from helpers import Server, free_port, write_defs
+
+
+def test_flower_lists_the_workers_and_asks_for_a_password(workspace):
+    defs = write_defs(workspace / "defs", """
+        local:
+          type: local
+          num_slots: 2
+          max_jobs: 1
+          idle_timeout: 60
+    """, {"s.yaml": """
+        experiment: s
+        cluster: local
+        runs: [{id: sleeper, cmd: ["sleep", "20"]}]
+    """})
+    flower_port = free_port()
+    server = Server(defs, workspace / "work", "--flower-port", str(flower_port)).start()
+    try:
+        run = server.wait_for(lambda runs: runs[0] if runs and runs[0]["status"] == "running" else None, 60, "running")
+        base = f"http://127.0.0.1:{flower_port}/flower"
+        deadline = time.time() + 60
+        workers = {}
+        while time.time() < deadline:
+            try:
+                resp = httpx.get(base + "/api/workers", auth=("juqueue", server.token), timeout=10)
+                if resp.status_code == 200 and any(run["node"] in name for name in resp.json()):
+                    workers = resp.json()
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert any(run["node"] in name for name in workers), workers
+        assert httpx.get(base + "/api/workers", timeout=10).status_code == 401
+        assert server.token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        status = server.api("GET", "/api/status").json()
+        assert status["flower_url"] == f"http://127.0.0.1:{flower_port}/flower"
+    finally:
+        server.stop()
