@@ -1,0 +1,177 @@
+"""Shared pieces of the real-SLURM integration tests (scripts/setup-test-slurm.sh starts one).
+
+Every test gets its own SLURM job-name prefix; `slurm_jobs` cancels whatever jobs with that
+prefix are still queued or running when the test ends, so no test leaves node hours behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import Server  # noqa: E402
+
+NOT_RUN = "SLURM tests NOT RUN: sbatch is not on PATH (run scripts/setup-test-slurm.sh as root)"
+
+
+def require_slurm() -> None:
+    """Skip loudly without sbatch; with CI=true that is a failure, so SLURM tests never pass silently."""
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(NOT_RUN + " -- CI=true requires them")
+        pytest.skip(NOT_RUN)
+
+
+def unique_job_name(tag: str) -> str:
+    return f"jqi{tag}{uuid.uuid4().hex[:6]}"
+
+
+def squeue(prefix: str) -> list[tuple[str, str, str]]:
+    """(job id, name, state) of this user's jobs whose name starts with `prefix`."""
+    proc = subprocess.run(["squeue", "--me", "-h", "-t", "all", "-o", "%i %j %T"], capture_output=True, text=True, timeout=30)
+    out = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].startswith(prefix):
+            out.append((parts[0], parts[1], parts[2]))
+    return out
+
+
+LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "STOPPED",
+               "SIGNALING", "STAGE_OUT"}
+
+
+def live_jobs(prefix: str) -> list[tuple[str, str, str]]:
+    return [j for j in squeue(prefix) if j[2] in LIVE_STATES]
+
+
+def cancel_all(prefix: str) -> None:
+    for job_id, _name, _state in squeue(prefix):
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def slurm_jobs(request) -> Iterator[str]:
+    """A unique job-name prefix for the test; its leftover jobs are cancelled afterwards."""
+    require_slurm()
+    prefix = unique_job_name(request.node.name.replace("test_", "")[:6].replace("_", ""))
+    yield prefix
+    cancel_all(prefix)
+    deadline = time.time() + 30
+    while time.time() < deadline and live_jobs(prefix):
+        time.sleep(1)
+
+
+def slurm_cluster(name: str = "local", **fields) -> str:
+    """One `type: slurm` cluster in clusters.yaml, with test-friendly defaults."""
+    spec = {
+        "type": "slurm",
+        "partition": "debug",
+        "num_slots": 1,
+        "max_jobs": 1,
+        "time": "00:10:00",
+        "python": sys.executable,
+        "idle_timeout": 5,
+        "heartbeat_interval": 1,
+        "heartbeat_timeout": 10,
+        "poll_interval": 2,
+        "grace_period": 10,
+        "signal_lead": 70,
+    }
+    spec.update(fields)
+    lines = [f"{name}:"] + [f"  {k}: {json.dumps(v)}" for k, v in spec.items()]
+    return "\n".join(lines) + "\n"
+
+
+def nodes(server: Server) -> list[dict]:
+    resp = server.api("GET", "/api/nodes", params={"ended_limit": 500})
+    resp.raise_for_status()
+    return resp.json()
+
+
+def status(server: Server) -> dict:
+    resp = server.api("GET", "/api/status")
+    resp.raise_for_status()
+    return resp.json()
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals [start, end] that are open at once."""
+    points = []
+    for start, end in intervals:
+        points.append((start, 1))
+        points.append((end, -1))
+    best = cur = 0
+    for _t, step in sorted(points, key=lambda p: (p[0], p[1])):  # an end before a start at the same instant
+        cur += step
+        best = max(best, cur)
+    return best
+
+
+def node_files(work_dir: Path, node: str) -> str:
+    """A node's logs for failure messages."""
+    out = []
+    base = work_dir / "nodes" / node
+    for name in ("job.log", "worker.log", "failure", "node.json"):
+        path = base / name
+        if path.exists():
+            out.append(f"--- {path} ---\n{path.read_text(errors='replace')[-3000:]}")
+    return "\n".join(out)
+
+
+def all_node_files(work_dir: Path) -> str:
+    base = work_dir / "nodes"
+    if not base.exists():
+        return "(no nodes dir)"
+    return "\n".join(node_files(work_dir, d.name) for d in sorted(base.iterdir()))
+
+
+def checkpoint_counter(total_steps: int, step_s: float = 1.0) -> str:
+    """A shell command that counts steps into $JUQUEUE_RUN_DIR/count, continues from the last
+    checkpoint, records where each attempt started, and exits 0 on SIGTERM (a checkpointing program)."""
+    script = textwrap.dedent(f"""\
+        f="$JUQUEUE_RUN_DIR/count"
+        n=$(cat "$f" 2>/dev/null || echo 0)
+        echo "attempt=$JUQUEUE_ATTEMPT start=$n slot=$JUQUEUE_SLOT host=$(hostname) pid=$$" >> "$JUQUEUE_RUN_DIR/starts"
+        trap 'echo "attempt=$JUQUEUE_ATTEMPT term at=$n" >> "$JUQUEUE_RUN_DIR/starts"; exit 0' TERM
+        while [ "$n" -lt {total_steps} ]; do
+            sleep {step_s} & wait $!
+            n=$((n + 1))
+            echo "$n" > "$f.tmp" && mv "$f.tmp" "$f"
+        done
+        echo "attempt=$JUQUEUE_ATTEMPT done at=$n" >> "$JUQUEUE_RUN_DIR/starts"
+        """)
+    return script
+
+
+def run_dir_of(work_dir: Path, gid: str) -> Path:
+    """The run's directory (JUQUEUE_RUN_DIR)."""
+    experiment, run_id = gid.split("@", 1)
+    return work_dir / "runs" / experiment / run_id
+
+
+def starts_of(work_dir: Path, gid: str) -> list[str]:
+    path = run_dir_of(work_dir, gid) / "starts"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def wait_until(what: str, check, timeout: float, interval: float = 0.5, detail=lambda: ""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{detail()}")
