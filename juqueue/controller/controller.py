@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import redis
 from celery import Celery
@@ -27,6 +27,7 @@ from juqueue.backends.base import BackendError, NodeBackend
 from juqueue.broker.keys import Keys
 from juqueue.broker.leases import Leases
 from juqueue.controller.publisher import Assignment, Publisher
+from juqueue.controller.run_queue import RunQueue
 from juqueue.controller.state import NodeInfo, RunState
 from juqueue.definitions.models import ClusterSpec
 from juqueue.events import EXITED, HEARTBEAT, NODE_FAILED, REJECTED, STARTED, Event
@@ -80,8 +81,12 @@ class Controller:
         self.leases = Leases(client, self.keys)
         self.publisher = Publisher(config.work, self.keys, client, app)
         self.backends = backends
-        self.runs: dict[str, RunState] = {}
-        self.nodes: dict[str, NodeInfo] = {}
+        self.runs: dict[str, RunState] = {}  # every run that is not final
+        self.nodes: dict[str, NodeInfo] = {}  # every live node
+        self.queue = RunQueue()
+        self.final_status: dict[str, RunStatus] = {}  # dependencies that ended, as far as asked
+        self.pending_exits: dict[str, set[str]] = {}  # node -> runs whose exit waits for the node's next sign of life
+        self._finalized: set[str] = set()
         self.health: dict[str, ClusterHealth] = {name: ClusterHealth() for name in config.clusters}
         self.batch = WriteBatch()
         self._commands: queue.Queue[_Command] = queue.Queue()
@@ -157,8 +162,12 @@ class Controller:
                 if backend is not None:
                     backend.stop_node(self.config.clusters.get(node.cluster) or _placeholder_cluster(node), node.name, node.job_id, node.pid)
                 self._node_gone(node, "server restarted" if node.backend == "local" else "backend unknown", now)
+        self._prefetch_statuses(d for r in self.runs.values() for d in r.depends_on)
+        for run in list(self.runs.values()):
+            if run.status == RunStatus.QUEUED:
+                self._enqueue(run)
         # SLURM nodes: the backend's liveness settles them on the first tick.
-        for run in self.runs.values():
+        for run in list(self.runs.values()):
             if run.status.is_live:
                 self._settle_from_exit_file(run, now)
         self._reset_redis_view(now)
@@ -267,8 +276,11 @@ class Controller:
     def _commit(self) -> None:
         batch, self.batch = self.batch, WriteBatch()
         self.store.commit(batch)
-        for gid in [g for g, r in self.runs.items() if r.status.is_final]:
-            del self.runs[gid]
+        for gid in self._finalized:
+            run = self.runs.get(gid)
+            if run is not None and run.status.is_final:
+                del self.runs[gid]
+        self._finalized.clear()
         for name in [n for n, node in self.nodes.items() if not node.state.is_live]:
             del self.nodes[name]
 
@@ -350,6 +362,7 @@ class Controller:
         else:
             # Final only once the node shows life after it (SLURM's SIGTERM reaches runs and worker at once).
             run.exit_pending = (ev.exit_code, ev.ts, ev.node)
+            self.pending_exits.setdefault(ev.node, set()).add(run.gid)
 
     def _on_heartbeat(self, ev: Event, now: float) -> None:
         node = self.nodes.get(ev.node)
@@ -365,7 +378,7 @@ class Controller:
             self._node_up(node, now)
         self._note_node_flags(node, ev)
         self._mark_node_dirty(node)
-        for gid in list(node.runs) + [g for g, r in self.runs.items() if r.exit_pending and r.exit_pending[2] == node.name and g not in node.runs]:
+        for gid in list(self.pending_exits.get(node.name, ())):
             run = self.runs.get(gid)
             if run is None or run.exit_pending is None or run.exit_pending[2] != node.name:
                 continue
@@ -395,6 +408,8 @@ class Controller:
 
     def _end_attempt(self, run: RunState, exit_code: int, ended_at: float, interrupted: bool, why: str | None, node_name: str | None) -> None:
         """The current attempt is over (known, not guessed): decide the run."""
+        if run.exit_pending is not None:
+            self.pending_exits.get(run.exit_pending[2], set()).discard(run.gid)
         run.exit_pending = None
         node = self.nodes.get(run.node or "")
         if node is not None:
@@ -432,53 +447,77 @@ class Controller:
         self._mark_run_dirty(run)
         self._dirty_placement = True
         if run.status.is_final:
-            self._release_dependents(run)
+            self._on_final(run)
+        else:
+            self._enqueue(run)
 
-    def _release_dependents(self, finished: RunState) -> None:
-        """A dependency ended: waiting runs may become ready (placement) or fail with it."""
-        if finished.status == RunStatus.COMPLETED:
-            return  # readiness is recomputed at placement
-        for run in list(self.runs.values()):
-            if run.status == RunStatus.QUEUED and finished.gid in run.depends_on:
-                self._fail_run(run, f"dependency {finished.gid} {finished.status.value}")
+    def _on_final(self, run: RunState) -> None:
+        """A run ended for good: only its own dependents are touched."""
+        self.queue.remove(run.gid)
+        self.final_status[run.gid] = run.status
+        self._finalized.add(run.gid)
+        for gid in self.queue.waiting_on(run.gid):
+            waiting = self.runs.get(gid)
+            if waiting is None:
+                continue
+            if run.status == RunStatus.COMPLETED:
+                self._enqueue(waiting)
+            else:
+                self._fail_run(waiting, f"dependency {run.gid} {run.status.value}")
 
     def _fail_run(self, run: RunState, reason: str) -> None:
         run.status, run.reason, run.ended_at = RunStatus.FAILED, reason, time.time()
         self.batch.event(run.gid, "failed", run.attempt, None, reason)
         self._mark_run_dirty(run)
-        self._release_dependents(run)
+        self._on_final(run)
+
+    def _dep_status(self, gid: str) -> RunStatus | None:
+        run = self.runs.get(gid)
+        if run is not None:
+            return run.status
+        if gid not in self.final_status:
+            self._prefetch_statuses([gid])
+        if gid in self.final_status:
+            return self.final_status[gid]
+        return self.store.statuses([gid]).get(gid)
+
+    def _prefetch_statuses(self, gids: Iterable[str]) -> None:
+        missing = {g for g in gids if g not in self.runs and g not in self.final_status}
+        for gid, status in self.store.statuses(missing).items():
+            if status.is_final:
+                self.final_status[gid] = status
+
+    def _enqueue(self, run: RunState) -> None:
+        """A QUEUED run becomes ready (placement), waits on its dependencies, or fails with them."""
+        self.queue.remove(run.gid)
+        if run.status != RunStatus.QUEUED or not run.defined:
+            return
+        if run.depends_on:
+            statuses = {d: self._dep_status(d) for d in run.depends_on}
+            readiness = dependency_readiness(statuses)
+            if readiness.failed_reason:
+                self._fail_run(run, readiness.failed_reason)
+                return
+            if not readiness.ready:
+                self.queue.add_waiting(run.gid, {d for d, st in statuses.items() if st != RunStatus.COMPLETED})
+                return
+        if run.cluster not in self.config.clusters:
+            reason = f"unknown cluster {run.cluster!r}"
+            if run.reason != reason:
+                run.reason = reason
+                self._mark_run_dirty(run)
+            return
+        self.queue.add_ready(run.gid, run.cluster)
+        self._dirty_placement = True
 
     # ================================================================ placement & scaling
-    def _ready_queued(self) -> dict[str, list[str]]:
-        """Queued runs whose dependencies completed, per cluster, oldest first."""
-        waiting_on = {d for r in self.runs.values() if r.status == RunStatus.QUEUED for d in r.depends_on}
-        dep_status: dict[str, RunStatus | None] = {g: self.runs[g].status for g in waiting_on if g in self.runs}
-        missing = [g for g in waiting_on if g not in dep_status]
-        stored = self.store.statuses(missing)
-        for g in missing:
-            dep_status[g] = stored.get(g)
-        ready: dict[str, list[tuple[float, str]]] = {}
-        for run in list(self.runs.values()):
-            if run.status != RunStatus.QUEUED or not run.defined:
-                continue
-            if run.depends_on:
-                readiness = dependency_readiness({d: dep_status.get(d) for d in run.depends_on})
-                if readiness.failed_reason:
-                    self._fail_run(run, readiness.failed_reason)
-                    continue
-                if not readiness.ready:
-                    continue
-            if run.cluster not in self.config.clusters:
-                if run.reason != f"unknown cluster {run.cluster!r}":
-                    run.reason = f"unknown cluster {run.cluster!r}"
-                    self._mark_run_dirty(run)
-                continue
-            ready.setdefault(run.cluster, []).append((run.queued_at or 0.0, run.gid))
-        return {c: [g for _, g in sorted(items)] for c, items in ready.items()}
-
     def _place_and_scale(self, now: float) -> None:
         self._dirty_placement = False
-        ready = self._ready_queued()
+        free: dict[str, int] = {}
+        for n in self.nodes.values():
+            if n.state == NodeState.UP:
+                free[n.cluster] = free.get(n.cluster, 0) + max(0, n.slots_total - len(n.runs))
+        ready = {c: self.queue.head(c, free.get(c, 0)) for c in self.queue.clusters()}
         views = [
             NodeView(n.name, n.cluster, n.slots_total, len(n.runs), accepting=n.state == NodeState.UP,
                      time_left_s=(n.time_limit_at - now) if n.time_limit_at else None)
@@ -489,6 +528,7 @@ class Controller:
         to_publish: list[Assignment] = []
         for gid, node_name in assignments:
             run, node = self.runs[gid], self.nodes[node_name]
+            self.queue.remove(gid)
             run.attempt += 1
             run.status, run.node, run.reason = RunStatus.ASSIGNED, node_name, None
             node.runs.add(gid)
@@ -500,10 +540,9 @@ class Controller:
         if to_publish:
             self._commit()  # the store knows the attempt before any worker can see it
             self.publisher.publish(to_publish)
-        placed = {gid for gid, _ in assignments}
-        self._scale_out(now, {c: [g for g in gids if g not in placed] for c, gids in ready.items()})
+        self._scale_out(now)
 
-    def _scale_out(self, now: float, unplaced: dict[str, list[str]]) -> None:
+    def _scale_out(self, now: float) -> None:
         for name, spec in self.config.clusters.items():
             health = self.health[name]
             if health.paused_reason and now >= health.paused_until:
@@ -512,7 +551,7 @@ class Controller:
             nodes = [n for n in self.nodes.values() if n.cluster == name]
             starting_free = sum(n.slots_total - len(n.runs) for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING))
             load = ClusterLoad(
-                ready_queued=len(unplaced.get(name, [])), num_slots=spec.num_slots, max_jobs=spec.max_jobs,
+                ready_queued=self.queue.ready_count(name), num_slots=spec.num_slots, max_jobs=spec.max_jobs,
                 free_slots_accepting=starting_free, live_nodes=len(nodes),
             )
             for _ in range(nodes_to_start(load, paused=health.paused_reason is not None)):
@@ -593,7 +632,7 @@ class Controller:
 
     def _settle_node_runs(self, node: NodeInfo, reason: str, now: float) -> None:
         """The node is confirmed dead: kill leftovers, end its attempts as interrupted."""
-        for gid in list(node.runs) + [g for g, r in self.runs.items() if r.exit_pending and r.exit_pending[2] == node.name]:
+        for gid in list(node.runs) + list(self.pending_exits.get(node.name, ())):
             run = self.runs.get(gid)
             if run is None or not run.status.is_live or run.node != node.name:
                 continue
@@ -667,8 +706,7 @@ class Controller:
             if not idle:
                 continue
             # Runs that wait for this cluster keep its nodes.
-            if any(r.status == RunStatus.QUEUED and r.cluster == name and r.defined for r in self.runs.values()) and \
-                    any(self.nodes[n].state == NodeState.UP for n in idle):
+            if self.queue.ready_count(name) and any(self.nodes[n].state == NodeState.UP for n in idle):
                 continue
             for node_name in idle_nodes_to_stop(idle, now, spec.idle_timeout):  # type: ignore[arg-type]
                 self._request_node_stop(self.nodes[node_name], "idle", now)
@@ -724,7 +762,7 @@ class Controller:
                 run.status, run.reason, run.ended_at = RunStatus.CANCELLED, "cancelled by the user", time.time()
                 self.batch.event(gid, "cancelled", run.attempt, None, "cancelled by the user")
                 self._mark_run_dirty(run)
-                self._release_dependents(run)
+                self._on_final(run)
             else:
                 self._stop_attempt(run, "cancelled by the user")
             done.append(gid)
@@ -754,8 +792,10 @@ class Controller:
             run.status, run.reason, run.exit_code, run.ended_at = RunStatus.QUEUED, "requeued by the user", None, None
             run.retries_used, run.queued_at, run.node = 0, now, None
             self.runs[gid] = run
+            self.final_status.pop(gid, None)
             self._mark_run_dirty(run)
             self.batch.event(gid, "requeued", run.attempt, None, "requeued by the user")
+            self._enqueue(run)
             done.append(gid)
         self._dirty_placement = True
         return done
@@ -764,11 +804,17 @@ class Controller:
         """Apply a reload's result, then take new and changed queued runs into memory."""
         summary = self.store.apply_definitions(result)
         changed = set(summary.added) | set(summary.updated) | set(summary.undefined) | set(summary.redefined)
-        for gid, row in self.store.runs_by_id(changed).items():
-            if RunStatus(row.status) in (RunStatus.QUEUED,):
+        rows = self.store.runs_by_id(changed)
+        self._prefetch_statuses(d for row in rows.values() for d in json.loads(row.depends_on or "[]"))
+        queued = []
+        for gid, row in rows.items():
+            if RunStatus(row.status) == RunStatus.QUEUED:
                 self.runs[gid] = RunState.from_row(row)
+                queued.append(self.runs[gid])
             elif gid in self.runs:
                 self.runs[gid].defined = row.defined
+        for run in queued:  # after all are in memory: they may depend on each other
+            self._enqueue(run)
         self.definition_errors = [str(e) for e in result.errors]
         self._dirty_placement = True
         return {"added": summary.added, "updated": summary.updated, "undefined": summary.undefined,
