@@ -129,3 +129,179 @@ def test_example_definitions_run_in_slurm_jobs(workspace, slurm_jobs):
     assert intervals, all_nodes
     assert max_overlap(intervals) <= 2, all_nodes
     assert all(n.get("ended_at") for n in all_nodes), all_nodes
+
+
+def _counter_experiment(name: str, run_id: str, steps: int, step_s: float = 1.0) -> str:
+    import json as _json
+    cmd = _json.dumps(["sh", "-c", checkpoint_counter(steps, step_s)])
+    return f"experiment: {name}\ncluster: c\nruns:\n  - {{id: {run_id}, cmd: {cmd}}}\n"
+
+
+def _running_on_node(server: Server, gid: str, attempt: int):
+    def check():
+        r = server.run(gid)
+        if r["status"] == "running" and r["attempt"] == attempt and r["node"]:
+            return r
+        return None
+    return check
+
+
+def _node(server: Server, name: str) -> dict | None:
+    return next((n for n in nodes(server) if n["name"] == name), None)
+
+
+def _count(work: Path, gid: str) -> int:
+    path = run_dir_of(work, gid) / "count"
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _attempt_starts(lines: list[str]) -> dict[int, int]:
+    """attempt number -> the step it started from, from the counter's `starts` file."""
+    out = {}
+    for line in lines:
+        fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if "start" in fields:
+            out[int(fields["attempt"])] = int(fields["start"])
+    return out
+
+
+# 3 ----------------------------------------------------------------------------------------
+
+def test_scancel_mid_run_requeues_and_resumes_on_another_node(workspace, slurm_jobs):
+    steps = 25
+    gid = "cancelled@count"
+    defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, num_slots=1, max_jobs=2, grace_period=10),
+                      {"count.yaml": _counter_experiment("cancelled", "count", steps)})
+    work = workspace / "work"
+    server = Server(defs, work).start()
+    detail = _detail(server, work)
+    try:
+        first = wait_until("attempt 1 running", _running_on_node(server, gid, 1), 120, detail=detail)
+        wait_until("a few steps counted", lambda: _count(work, gid) >= 5, 60, detail=detail)
+        node1 = _node(server, first["node"])
+        assert node1 and node1["job_id"], node1
+        job1 = node1["job_id"]
+        assert any(j[0] == job1 for j in live_jobs(slurm_jobs)), squeue(slurm_jobs)
+        import subprocess
+        subprocess.run(["scancel", job1], check=True, timeout=30)
+        cancelled_at_count = _count(work, gid)
+
+        second = wait_until("attempt 2 running", _running_on_node(server, gid, 2), 120, detail=detail)
+        assert second["node"] != first["node"], (first, second)
+        node2 = _node(server, second["node"])
+        assert node2 and node2["job_id"] and node2["job_id"] != job1, (node1, node2)
+        final = wait_until("the run to end", lambda: (lambda r: r if r["status"] in ("completed", "failed", "cancelled") else None)(server.run(gid)),
+                           120, detail=detail)
+        ended_node1 = _node(server, first["node"])
+        runs = server.runs()
+    finally:
+        server.stop()
+    assert final["status"] == "completed" and final["exit_code"] == 0 and final["attempt"] == 2, final
+    attempts = {a["number"]: a for a in final["attempts"]}
+    assert set(attempts) == {1, 2}, final["attempts"]
+    assert attempts[1]["end_reason"] == "interrupted" and attempts[1]["node"] == first["node"], attempts[1]
+    assert attempts[2]["end_reason"] == "exited" and attempts[2]["exit_code"] == 0, attempts[2]
+    # at most one live attempt: the second started only after the first ended
+    assert attempts[1]["ended_at"] <= attempts[2]["started_at"], attempts
+    # resumed from its own checkpoint, and counted every step exactly to the end
+    starts = _attempt_starts(starts_of(work, gid))
+    assert starts.get(1) == 0 and starts.get(2, 0) > 0, starts_of(work, gid)
+    assert starts[2] >= cancelled_at_count - 1, (starts, cancelled_at_count)
+    assert _count(work, gid) == steps
+    assert ended_node1 and not ended_node1["live"] and ended_node1["job_id"] == job1, ended_node1
+    assert len(runs) == 1 and runs[0]["status"] == "completed", runs
+
+
+# 5 ----------------------------------------------------------------------------------------
+
+def test_sbatch_rejection_shows_slurms_message_and_does_not_loop(workspace, slurm_jobs):
+    defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, partition="nosuchpartition", max_jobs=2),
+                      {"x.yaml": "experiment: x\ncluster: c\nruns:\n  - {id: a, cmd: [\"true\"]}\n  - {id: b, cmd: [\"true\"]}\n"})
+    work = workspace / "work"
+    server = Server(defs, work).start()
+    detail = _detail(server, work)
+    try:
+        def failed_nodes():
+            return [n for n in nodes(server) if n.get("reason") and "invalid partition" in n["reason"].lower()]
+        seen = wait_until("a node record with SLURM's message", failed_nodes, 60, detail=detail)
+        assert "nosuchpartition" in seen[0]["reason"] or "invalid partition" in seen[0]["reason"].lower(), seen
+        paused = wait_until("the cluster paused", lambda: next((c["paused_reason"] for c in status(server)["clusters"]
+                                                                 if c["name"] == "c" and c.get("paused_reason")), None),
+                            60, detail=detail)
+        count_paused = len(nodes(server))
+        time.sleep(20)
+        all_nodes = nodes(server)
+        st = status(server)
+        cli = server.cli("status")
+        runs = server.runs()
+    finally:
+        server.stop()
+    assert "invalid partition" in paused.lower(), paused
+    # attempts stay few: the controller pauses after repeated failures instead of looping
+    assert len(all_nodes) <= 5, f"{len(all_nodes)} sbatch attempts in ~20 s: {all_nodes}"
+    assert len(all_nodes) - count_paused <= 1, (count_paused, all_nodes)
+    assert not [n for n in all_nodes if n.get("job_id")], all_nodes
+    assert not [n for n in all_nodes if n["live"]], all_nodes
+    assert "invalid partition" in (cli.stdout + cli.stderr).lower(), cli.stdout
+    assert next(c for c in st["clusters"] if c["name"] == "c")["paused_reason"], st
+    # the runs wait (queued), none ran, no job exists
+    assert sorted(r["status"] for r in runs) == ["queued", "queued"], runs
+    assert not squeue(slurm_jobs)
+
+
+# 6 ----------------------------------------------------------------------------------------
+
+def test_controller_restart_reattaches_running_jobs(workspace, slurm_jobs):
+    ids = [f"s{i}" for i in range(4)]
+    log_cmd = 'echo "$JUQUEUE_ATTEMPT $(date +%s)" >> "$JUQUEUE_RUN_DIR/executions"; sleep 15'
+    import json as _json
+    runs_yaml = "".join(f"  - {{id: {i}, cmd: {_json.dumps(['sh', '-c', log_cmd])}}}\n" for i in ids)
+    defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, num_slots=2, max_jobs=2, idle_timeout=5),
+                      {"sleepers.yaml": "experiment: sleepers\ncluster: c\nruns:\n" + runs_yaml})
+    work = workspace / "work"
+    server = Server(defs, work).start()
+    detail = _detail(server, work)
+    try:
+        def all_running():
+            runs = server.runs()
+            return runs if len(runs) == 4 and all(r["status"] == "running" for r in runs) else None
+        before_runs = wait_until("4 runs running on 2 nodes", all_running, 120, detail=detail)
+        before_nodes = {n["name"]: n["job_id"] for n in nodes(server) if n["live"]}
+        assert len(before_nodes) == 2 and all(before_nodes.values()), before_nodes
+        assert {r["node"] for r in before_runs} == set(before_nodes), (before_runs, before_nodes)
+        jobs_before = {j[0] for j in live_jobs(slurm_jobs)}
+        assert jobs_before == set(before_nodes.values()), (jobs_before, before_nodes)
+
+        server.kill()
+        time.sleep(2)
+        assert {j[0] for j in live_jobs(slurm_jobs)} == jobs_before, "the jobs must outlive the controller"
+        server.start()
+        detail = _detail(server, work)
+
+        def reattached():
+            live = {n["name"]: n["job_id"] for n in nodes(server) if n["live"]}
+            return live if live == before_nodes else None
+        wait_until("the same nodes live again", reattached, 60, detail=detail)
+        all_jobs_seen = set()
+
+        def finished():
+            all_jobs_seen.update(j[0] for j in squeue(slurm_jobs))
+            runs = server.runs()
+            return runs if runs and all(r["status"] in ("completed", "failed", "cancelled") for r in runs) else None
+        after_runs = wait_until("every run final", finished, 120, detail=detail)
+        after_nodes = nodes(server)
+    finally:
+        server.stop()
+    assert all(r["status"] == "completed" and r["exit_code"] == 0 for r in after_runs), after_runs
+    assert all(r["attempt"] == 1 for r in after_runs), after_runs
+    # every run ran once, on the node it had before the restart
+    for r in after_runs:
+        lines = (run_dir_of(work, r["global_id"]) / "executions").read_text().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("1 "), (r, lines)
+        assert r["node"] == next(b["node"] for b in before_runs if b["global_id"] == r["global_id"]), r
+    # no new sbatch: no node and no job beyond the two from before
+    assert {n["job_id"] for n in after_nodes} == set(before_nodes.values()), after_nodes
+    assert all_jobs_seen <= jobs_before, (all_jobs_seen, jobs_before)
