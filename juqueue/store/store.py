@@ -99,7 +99,8 @@ class Store:
         """
         now = now or time.time()
         summary = ApplySummary()
-        failed = set(getattr(result, "failed_experiments", []) or [])
+        failed = set(result.failed_experiments)
+        failed_files = set(result.failed_files)  # a file too broken to name its experiment keeps it too
         loaded = set(result.experiments) - failed
         by_gid = {r.global_id: r for r in result.runs if r.experiment in loaded}
         with self.session() as s:
@@ -143,7 +144,7 @@ class Store:
                     summary.undefined.append(gid)
             # Experiments whose file is gone altogether (not failed: gone).
             for row in s.execute(select(ExperimentRow).where(ExperimentRow.defined == True)).scalars():  # noqa: E712
-                if row.name not in result.experiments and row.name not in failed:
+                if row.name not in result.experiments and row.name not in failed and row.source_file not in failed_files:
                     row.defined = False
                     for run in s.execute(select(RunRow).where(RunRow.experiment == row.name, RunRow.defined == True)).scalars():  # noqa: E712
                         run.defined = False
