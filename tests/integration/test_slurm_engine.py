@@ -305,3 +305,53 @@ def test_controller_restart_reattaches_running_jobs(workspace, slurm_jobs):
     # no new sbatch: no node and no job beyond the two from before
     assert {n["job_id"] for n in after_nodes} == set(before_nodes.values()), after_nodes
     assert all_jobs_seen <= jobs_before, (all_jobs_seen, jobs_before)
+
+
+# 4 ----------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(540)
+def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slurm_jobs):
+    steps = 200  # more than a 3-minute job can give after its warning (signal_lead 90 s)
+    gid = "walltime@count"
+    defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, num_slots=1, max_jobs=2, time="00:03:00",
+                                                        grace_period=20, signal_lead=90, idle_timeout=5),
+                      {"count.yaml": _counter_experiment("walltime", "count", steps)})
+    work = workspace / "work"
+    server = Server(defs, work).start()
+    detail = _detail(server, work)
+    try:
+        final = wait_until("the run to end", lambda: (lambda r: r if r["status"] in ("completed", "failed", "cancelled") else None)(server.run(gid)),
+                           450, interval=2, detail=detail)
+        all_nodes = nodes(server)
+    finally:
+        server.stop()
+    assert final["status"] == "completed" and final["exit_code"] == 0, final
+    attempts = sorted(final["attempts"], key=lambda a: a["number"])
+    assert len(attempts) >= 2, attempts
+    first = attempts[0]
+    assert first["end_reason"] == "interrupted", first
+    # interrupted whatever its exit code: the counter exits 0 on SIGTERM
+    lines = starts_of(work, gid)
+    assert any(line.startswith("attempt=1 term") for line in lines), lines
+    for a in attempts[:-1]:
+        assert a["end_reason"] == "interrupted", attempts
+    assert attempts[-1]["end_reason"] == "exited" and attempts[-1]["exit_code"] == 0, attempts
+    # every attempt on a NEW node (a fresh SLURM job), never two at once
+    assert len({a["node"] for a in attempts}) == len(attempts), attempts
+    by_name = {n["name"]: n for n in all_nodes}
+    job_ids = [by_name[a["node"]]["job_id"] for a in attempts]
+    assert all(job_ids) and len(set(job_ids)) == len(job_ids), (attempts, all_nodes)
+    for a, b in zip(attempts, attempts[1:]):
+        assert a["ended_at"] <= b["started_at"], attempts
+    # the first node was warned (USR1 from SLURM) and drained, and the attempt was stopped within the wall time
+    job_log = (work / "nodes" / first["node"] / "job.log").read_text(errors="replace")
+    assert "USR1" in job_log, job_log[-3000:]
+    node1 = by_name[first["node"]]
+    assert first["ended_at"] - node1["started_at"] < 180, (first, node1)
+    # resumed from its own checkpoint each time, and counted to the end
+    starts = _attempt_starts(lines)
+    assert starts[1] == 0 and all(starts[n] > 0 for n in starts if n > 1), lines
+    assert [starts[n] for n in sorted(starts)] == sorted(starts.values()), lines
+    assert _count(work, gid) == steps
+    gaps = [round(b["started_at"] - a["ended_at"], 1) for a, b in zip(attempts, attempts[1:])]
+    print(f"wall-time requeue gaps (s): {gaps}; attempts: {[(a['number'], a['node'], a['end_reason']) for a in attempts]}")
