@@ -378,12 +378,24 @@ class Controller:
             self._node_up(node, now)
         self._note_node_flags(node, ev)
         self._mark_node_dirty(node)
+        self._settle_unreported(node, ev, now)
         for gid in list(self.pending_exits.get(node.name, ())):
             run = self.runs.get(gid)
             if run is None or run.exit_pending is None or run.exit_pending[2] != node.name:
                 continue
             code, ended, _ = run.exit_pending
             self._end_attempt(run, code, ended, ev.stopping, "node stopping" if ev.stopping else None, node.name)
+
+    def _settle_unreported(self, node: NodeInfo, ev: Event, now: float) -> None:
+        """A started attempt the worker no longer lists has ended: if its exit event was lost
+        (the broker was down when it was sent), its exit file still tells how."""
+        reported = set(ev.running)
+        for gid in list(node.runs):
+            run = self.runs.get(gid)
+            if run is None or not run.started or run.exit_pending is not None or f"{gid}|{run.attempt}" in reported:
+                continue
+            if self._settle_from_exit_file(run, now):
+                log.info("%s attempt %s: exit event lost, settled from its exit file", gid, run.attempt)
 
     def _note_node_flags(self, node: NodeInfo, ev: Event) -> None:
         """A worker that says it is draining or going away takes no new runs."""

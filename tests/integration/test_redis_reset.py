@@ -68,3 +68,43 @@ def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
     finally:
         server.stop()
         redis_proc.kill()
+
+
+def test_embedded_broker_killed_is_restarted_and_runs_finish(workspace):
+    import json
+    import os
+    import signal
+
+    defs = write_defs(workspace / "defs", """
+        local:
+          type: local
+          num_slots: 2
+          max_jobs: 2
+          idle_timeout: 60
+          heartbeat_interval: 1
+          heartbeat_timeout: 30
+    """, {"e.yaml": """
+        experiment: e
+        cluster: local
+        cmd: ["sh", "-c", "echo $JUQUEUE_ATTEMPT >> $JUQUEUE_RUN_DIR/executions; sleep 4"]
+        id: "r{i}"
+        matrix:
+          i: [0, 1, 2, 3, 4, 5]
+    """})
+    work = workspace / "work"
+    server = Server(defs, work).start()
+    try:
+        server.wait_for(lambda runs: sum(r["status"] == "running" for r in runs) >= 2, 60, "runs running")
+        state = json.loads((work / "broker" / "broker.json").read_text())
+        os.kill(state["pid"], signal.SIGKILL)
+        runs = server.wait_all_final(timeout=180)
+        assert all(r["status"] == "completed" for r in runs), runs
+        new_state = json.loads((work / "broker" / "broker.json").read_text())
+        assert new_state["pid"] != state["pid"] and new_state["port"] == state["port"]
+        for r in runs:
+            attempts = server.run(r["global_id"])["attempts"]
+            spans = sorted((a["started_at"], a["ended_at"]) for a in attempts if a["started_at"])
+            for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+                assert e1 is not None and e1 <= s2, f"{r['global_id']}: attempts overlapped"
+    finally:
+        server.stop()
