@@ -83,7 +83,8 @@ class ServerRuntime:
             backends["slurm"] = SlurmBackend(self.work, poll_interval_s=poll, name_prefix=os.path.commonprefix(sorted(prefixes)))
         become_subreaper()
         self.controller = Controller(
-            ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval), self.store, client, app, backends, self.namespace
+            ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval, task_events=bool(self.opts.flower_port)),
+            self.store, client, app, backends, self.namespace
         )
         self.controller.start()
         summary = self.reload()

@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     app = make_celery_app(url)
 
     @app.task(name=RUN_TASK, ignore_result=True)
-    def run_attempt(global_id: str, attempt: int, spec_path: str) -> None:
-        runtime.run_attempt(global_id, attempt, spec_path)
+    def run_attempt(global_id: str, attempt: int) -> None:
+        runtime.run_attempt(global_id, attempt)
 
     @signals.worker_shutting_down.connect(weak=False)
     def _on_shutdown(**_kwargs: object) -> None:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             "-c", str(config.cluster.num_slots),
             "-Q", runtime.keys.node_queue(args.node),
             "-n", f"{args.node}@%h",
-            "-E",
+            *(["-E"] if config.task_events else []),
             "--without-gossip",
             "--without-mingle",
             "-l", os.environ.get("JUQUEUE_CELERY_LOGLEVEL", "WARNING"),

@@ -41,6 +41,7 @@ class NodeConfig:
     lease_ttl_s: float = 120.0
     controller_silence_s: float = 600.0
     max_event_stream: int = 1_000_000
+    task_events: bool = False  # Celery task events (-E) for Flower; they cost CPU per run
 
     @classmethod
     def load(cls, path: Path) -> "NodeConfig":
@@ -89,7 +90,7 @@ class NodeRuntime:
         self.redis.xadd(self.keys.events, event.encode(), maxlen=self.config.max_event_stream, approximate=True)
 
     # ---- the task -----------------------------------------------------------------------
-    def run_attempt(self, global_id: str, attempt: int, spec_path: str) -> None:
+    def run_attempt(self, global_id: str, attempt: int) -> None:
         """Claim, start, wait, report. Runs in one of the pool's threads."""
         if self.draining or self.stopping:
             self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="node draining"))
@@ -103,15 +104,20 @@ class NodeRuntime:
         if slot is None:
             self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="no free slot"))
             return
-        if not self.leases.claim(global_id, attempt, self.node, self.config.lease_ttl_s):
-            log.info("dropping %s attempt %s: not the run's current attempt", global_id, attempt)
+        spec_json = self.leases.claim(global_id, attempt, self.node, self.config.lease_ttl_s)
+        if not spec_json:
             with self._lock:
                 self.live.pop(global_id, None)
                 self._free_slots.append(slot)
                 self._free_slots.sort()
+            if spec_json is None:
+                log.info("dropping %s attempt %s: not the run's current attempt", global_id, attempt)
+            else:
+                self.leases.release(global_id, attempt, self.node)
+                self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="its spec is missing"))
             return
         try:
-            self._run(live, Path(spec_path))
+            self._run(live, json.loads(spec_json))
         finally:
             with self._lock:
                 self.live.pop(global_id, None)
@@ -137,8 +143,8 @@ class NodeRuntime:
             )
         return extra, cpus
 
-    def _run(self, live: LiveAttempt, spec_path: Path) -> None:
-        spec = json.loads(spec_path.read_text())
+    def _run(self, live: LiveAttempt, spec: dict) -> None:
+        os.makedirs(spec["log_dir"], exist_ok=True)  # the run dir too
         extra, cpus = self._slot_env(spec, live.slot)
         env = process.build_env(self._base_env, spec, extra)
         try:
@@ -172,15 +178,16 @@ class NodeRuntime:
             Path(spec["exit_file"]),
             {"exit_code": exit_code, "ended_at": ended_at, "node": self.node, "attempt": live.attempt, "interrupted": interrupted},
         )
+        event = Event(
+            type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
+            interrupted=interrupted, ts=ended_at, reason=live.stop_reason or "",
+            stopping=self.stopping, draining=self.draining, node=self.node,
+        )
         try:
-            self.leases.release(live.global_id, live.attempt, self.node)
-            self.emit(
-                Event(
-                    type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
-                    interrupted=interrupted, ts=ended_at, reason=live.stop_reason or "",
-                    stopping=self.stopping, draining=self.draining,
-                )
-            )
+            pipe = self.redis.pipeline(transaction=False)
+            self.leases.release(live.global_id, live.attempt, self.node, client=pipe)
+            pipe.xadd(self.keys.events, event.encode(), maxlen=self.config.max_event_stream, approximate=True)
+            pipe.execute()
         except redis.RedisError as exc:  # the exit file carries the result
             log.warning("could not report the exit of %s: %s", live.global_id, exc)
         self._hb_soon.set()

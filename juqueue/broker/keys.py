@@ -43,6 +43,11 @@ class Keys:
         """The attempt number the controller wants to run; a message for any other is dropped."""
         return self._k("run", global_id, "current")
 
+    def spec(self, global_id: str) -> str:
+        """The current attempt's command and environment: kept out of Celery messages, which
+        Flower and `celery inspect` show; handed to the worker by its claim."""
+        return self._k("run", global_id, "spec")
+
     def lease(self, global_id: str) -> str:
         """Holds "<attempt>|<node>" with a TTL while an attempt lives."""
         return self._k("run", global_id, "lease")

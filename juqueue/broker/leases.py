@@ -11,12 +11,12 @@ import redis
 
 from juqueue.broker.keys import Keys
 
-# KEYS: current, lease; ARGV: attempt, lease value, ttl ms
+# KEYS: current, lease, spec; ARGV: attempt, lease value, ttl ms. Returns the spec on success.
 _CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('GET', KEYS[2]) == ARGV[2] then return -1 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return 1
+return redis.call('GET', KEYS[3]) or ''
 """
 
 # KEYS: lease, current; ARGV: lease value, ttl ms, attempt
@@ -58,9 +58,11 @@ class Leases:
         self._release = client.register_script(_RELEASE)
         self._fence = client.register_script(_FENCE_UNCLAIMED)
 
-    def claim(self, global_id: str, attempt: int, node: str, ttl_s: float) -> bool:
-        keys = [self.keys.current_attempt(global_id), self.keys.lease(global_id)]
-        return self._claim(keys=keys, args=[attempt, lease_value(attempt, node), int(ttl_s * 1000)]) == 1
+    def claim(self, global_id: str, attempt: int, node: str, ttl_s: float) -> str | None:
+        """The attempt's spec (JSON) when this worker now holds it; None when it may not run."""
+        keys = [self.keys.current_attempt(global_id), self.keys.lease(global_id), self.keys.spec(global_id)]
+        result = self._claim(keys=keys, args=[attempt, lease_value(attempt, node), int(ttl_s * 1000)])
+        return result if isinstance(result, str) else None
 
     def renew_many(self, items: list[tuple[str, int]], node: str, ttl_s: float) -> dict[tuple[str, int], int]:
         """Renew in one round trip; result per attempt: 1 renewed, 2 re-asserted, 0 lost."""
@@ -73,8 +75,8 @@ class Leases:
             )
         return dict(zip(items, pipe.execute()))
 
-    def release(self, global_id: str, attempt: int, node: str) -> None:
-        self._release(keys=[self.keys.lease(global_id)], args=[lease_value(attempt, node)])
+    def release(self, global_id: str, attempt: int, node: str, client: object = None) -> None:
+        self._release(keys=[self.keys.lease(global_id)], args=[lease_value(attempt, node)], client=client)
 
     def fence_unclaimed(self, global_id: str, attempt: int) -> bool:
         """True when the attempt was not claimed and now never can be."""

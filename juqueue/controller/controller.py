@@ -55,6 +55,7 @@ class ControllerConfig:
     max_start_failures: int = 3  # then submission to that cluster pauses with the reason
     read_count: int = 5000
     stop_escalate_s: float = 60.0
+    task_events: bool = False  # workers send Celery task events (Flower's task view)
 
 
 @dataclass
@@ -600,7 +601,7 @@ class Controller:
             self.work.node_dir(node.name) / "node.json",
             {"node": node.name, "token": node.token, "namespace": self.namespace, "version": __version__,
              "cluster": spec.model_dump(), "lease_ttl_s": self.config.lease_ttl_s,
-             "controller_silence_s": self.config.controller_silence_s},
+             "controller_silence_s": self.config.controller_silence_s, "task_events": self.config.task_events},
         )
 
     def _start_failed(self, cluster: str, reason: str, now: float) -> None:

@@ -1,5 +1,5 @@
-"""Hands attempts to nodes: the spec file (secrets stay out of messages), the fencing key,
-and the Celery message, published in bulk on one producer."""
+"""Hands attempts to nodes: the fencing key, the spec (secrets stay out of messages) and
+the Celery message, for a whole batch in one Redis pipeline."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import redis
 from celery import Celery
-from kombu import Exchange, Queue
 
 from juqueue.broker.keys import Keys
+from juqueue.broker.messages import task_message
 from juqueue.celery_app import RUN_TASK
-from juqueue.paths import WorkDir, write_atomic
+from juqueue.paths import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +56,27 @@ class Publisher:
             "prepend_script": [resolve_placeholders(line, rd, ld) for line in executor.get("prepend_script") or []],
             "cuda": bool(executor.get("cuda")),
             "run_dir": rd,
+            "log_dir": ld,
             "stdout": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "out")),
             "stderr": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "err")),
             "exit_file": str(attempt_dir / "exit.json"),
         }
 
-    def spec_path(self, a: Assignment) -> str:
-        return str(self.work.attempt_dir(a.experiment, a.run_id, a.attempt) / "spec.json")
-
     def publish(self, assignments: list[Assignment]) -> None:
-        """Spec files first, then the fencing keys, then the messages (one producer for all)."""
+        """Fencing keys, specs and messages for a whole batch in one round trip.
+
+        Within the pipeline each run's `current` key and spec are set before its message
+        is pushed, so a worker can never see a message it cannot claim.
+        """
         if not assignments:
             return
-        for a in assignments:
-            self.work.log_dir(a.experiment, a.run_id).mkdir(parents=True, exist_ok=True)
-            write_atomic(self.work.attempt_dir(a.experiment, a.run_id, a.attempt) / "spec.json", json.dumps(self.attempt_spec(a)), mode=0o600)
         pipe = self.redis.pipeline(transaction=False)
         for a in assignments:
             pipe.set(self.keys.current_attempt(a.global_id), a.attempt)
+            pipe.set(self.keys.spec(a.global_id), json.dumps(self.attempt_spec(a)))
+            queue = self.keys.node_queue(a.node)
+            pipe.lpush(queue, task_message(self.app, RUN_TASK, f"{a.global_id}:{a.attempt}", [a.global_id, a.attempt], queue))
         pipe.execute()
-        with self.app.producer_or_acquire() as producer:
-            for a in assignments:
-                self.app.send_task(
-                    RUN_TASK,
-                    args=[a.global_id, a.attempt, self.spec_path(a)],
-                    task_id=f"{a.global_id}:{a.attempt}",
-                    queue=self._queue(a.node),
-                    declare=[],
-                    producer=producer,
-                )
-
-    def _queue(self, node: str) -> Queue:
-        """The anonymous exchange routes straight to the list: no kombu bindings, which a
-        Redis reset would erase (kombu #1063), and nothing to declare per publish."""
-        name = self.keys.node_queue(node)
-        return Queue(name, Exchange(""), routing_key=name)
 
     def send_control(self, node: str, command: dict) -> None:
         self.redis.rpush(self.keys.node_control(node), json.dumps(command))

@@ -7,6 +7,7 @@ row, so 100,000 runs do not slow a batch down.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -95,63 +96,87 @@ class Store:
 
         Experiments of files that failed are left exactly as they are. A QUEUED run whose
         definition changed is updated; a live one is left alone; a run gone from its file
-        is kept with its history, marked as no longer defined, and not run.
+        is kept with its history, marked as no longer defined, and not run. An experiment
+        whose runs did not change at all costs one comparison, so a reload is O(changes).
         """
-        now = now or time.time()
         summary = ApplySummary()
         failed = set(result.failed_experiments)
         failed_files = set(result.failed_files)  # a file too broken to name its experiment keeps it too
-        loaded = set(result.experiments) - failed
-        by_gid = {r.global_id: r for r in result.runs if r.experiment in loaded}
+        specs: dict[str, dict[str, object]] = {}
+        for spec in result.runs:
+            if spec.experiment in result.experiments and spec.experiment not in failed:
+                specs.setdefault(spec.experiment, {})[spec.global_id] = spec
         with self.session() as s:
+            stored = {row.name: row for row in s.execute(select(ExperimentRow)).scalars()}
+            new_runs: list[dict] = []
+            events: list[dict] = []
             for name, source in result.experiments.items():
                 if name in failed:
                     continue
-                row = s.get(ExperimentRow, name)
-                if row is None:
-                    s.add(ExperimentRow(name=name, source_file=source, defined=True))
-                else:
-                    row.source_file, row.defined = source, True
-            existing = {
-                r.global_id: r for r in s.execute(select(RunRow).where(RunRow.experiment.in_(loaded))).scalars()  # type: ignore[attr-defined]
-            } if loaded else {}
-            for gid, spec in by_gid.items():
-                row = existing.get(gid)
-                fp = spec.fingerprint()
-                if row is None:
-                    s.add(
-                        RunRow(
-                            global_id=gid, experiment=spec.experiment, run_id=spec.id, cluster=spec.cluster,
-                            status=RunStatus.QUEUED.value, spec_json=spec.model_dump_json(), fingerprint=fp,
-                            depends_on=json.dumps(spec.depends_on), max_retries=spec.max_retries, queued_at=now,
-                        )
-                    )
-                    s.add(EventRow(global_id=gid, ts=now, kind="defined", detail=spec.source_file))
-                    summary.added.append(gid)
+                runs = specs.get(name, {})
+                prints = {gid: spec.fingerprint() for gid, spec in runs.items()}  # type: ignore[attr-defined]
+                digest = hashlib.sha256(json.dumps(sorted(prints.items())).encode()).hexdigest()[:16]
+                row = stored.get(name)
+                if row is not None and row.defined and row.fingerprint == digest:
                     continue
-                if not row.defined:
-                    row.defined = True
-                    summary.redefined.append(gid)
-                if row.fingerprint != fp and row.status == RunStatus.QUEUED.value:
-                    row.cluster, row.spec_json, row.fingerprint = spec.cluster, spec.model_dump_json(), fp
-                    row.depends_on, row.max_retries = json.dumps(spec.depends_on), spec.max_retries
-                    s.add(EventRow(global_id=gid, ts=now, kind="redefined", detail=spec.source_file))
-                    summary.updated.append(gid)
-            for gid, row in existing.items():
-                if gid not in by_gid and row.defined:
-                    row.defined = False
-                    s.add(EventRow(global_id=gid, ts=now, kind="undefined", detail="removed from its definition file"))
-                    summary.undefined.append(gid)
+                if row is None:
+                    s.add(ExperimentRow(name=name, source_file=source, defined=True, fingerprint=digest))
+                else:
+                    row.source_file, row.defined, row.fingerprint = source, True, digest
+                existing = {
+                    gid: (fp, status, defined)
+                    for gid, fp, status, defined in s.execute(
+                        select(RunRow.global_id, RunRow.fingerprint, RunRow.status, RunRow.defined).where(RunRow.experiment == name)
+                    ).all()
+                }
+                stamp = now or time.time()
+                for gid, spec in runs.items():
+                    fp = prints[gid]
+                    if gid not in existing:
+                        new_runs.append({
+                            "global_id": gid, "experiment": spec.experiment, "run_id": spec.id, "cluster": spec.cluster,  # type: ignore[attr-defined]
+                            "status": RunStatus.QUEUED.value, "attempt": 0, "spec_json": spec.model_dump_json(),  # type: ignore[attr-defined]
+                            "fingerprint": fp, "depends_on": json.dumps(spec.depends_on), "max_retries": spec.max_retries,  # type: ignore[attr-defined]
+                            "retries_used": 0, "defined": True, "queued_at": stamp,
+                        })
+                        events.append({"global_id": gid, "ts": stamp, "kind": "defined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
+                        summary.added.append(gid)
+                        continue
+                    old_fp, status, defined = existing[gid]
+                    values: dict[str, object] = {}
+                    if not defined:
+                        values["defined"] = True
+                        summary.redefined.append(gid)
+                    if old_fp != fp and status == RunStatus.QUEUED.value:
+                        values.update(cluster=spec.cluster, spec_json=spec.model_dump_json(), fingerprint=fp,  # type: ignore[attr-defined]
+                                      depends_on=json.dumps(spec.depends_on), max_retries=spec.max_retries)  # type: ignore[attr-defined]
+                        events.append({"global_id": gid, "ts": stamp, "kind": "redefined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
+                        summary.updated.append(gid)
+                    if values:
+                        s.execute(update(RunRow).where(RunRow.global_id == gid).values(**values))
+                gone = [gid for gid, (_fp, _st, defined) in existing.items() if gid not in runs and defined]
+                self._mark_undefined(s, gone, "removed from its definition file", stamp, events)
+                summary.undefined.extend(gone)
             # Experiments whose file is gone altogether (not failed: gone).
-            for row in s.execute(select(ExperimentRow).where(ExperimentRow.defined == True)).scalars():  # noqa: E712
-                if row.name not in result.experiments and row.name not in failed and row.source_file not in failed_files:
+            for name, row in stored.items():
+                if row.defined and name not in result.experiments and name not in failed and row.source_file not in failed_files:
                     row.defined = False
-                    for run in s.execute(select(RunRow).where(RunRow.experiment == row.name, RunRow.defined == True)).scalars():  # noqa: E712
-                        run.defined = False
-                        s.add(EventRow(global_id=run.global_id, ts=now, kind="undefined", detail="its definition file is gone"))
-                        summary.undefined.append(run.global_id)
+                    gone = list(s.execute(select(RunRow.global_id).where(RunRow.experiment == name, RunRow.defined == True)).scalars())  # noqa: E712
+                    self._mark_undefined(s, gone, "its definition file is gone", now or time.time(), events)
+                    summary.undefined.extend(gone)
+            if new_runs:
+                s.execute(insert(RunRow), new_runs)
+            if events:
+                s.execute(insert(EventRow), events)
             s.commit()
         return summary
+
+    @staticmethod
+    def _mark_undefined(s: Session, gids: list[str], why: str, now: float, events: list[dict]) -> None:
+        if not gids:
+            return
+        s.execute(update(RunRow).where(RunRow.global_id.in_(gids)).values(defined=False))  # type: ignore[attr-defined]
+        events.extend({"global_id": g, "ts": now, "kind": "undefined", "attempt": None, "node": None, "detail": why} for g in gids)
 
     # ---- reads --------------------------------------------------------------------------
     def active_runs(self) -> list[RunRow]:

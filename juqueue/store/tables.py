@@ -13,6 +13,7 @@ class ExperimentRow(SQLModel, table=True):
     name: str = Field(primary_key=True)
     source_file: str = ""
     defined: bool = True
+    fingerprint: str = ""  # of all its runs' definitions: an unchanged experiment is skipped on reload
 
 
 class RunRow(SQLModel, table=True):
