@@ -31,7 +31,7 @@ def celery_settings(broker_url: str) -> dict[str, object]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_prefetch_multiplier": 4,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
+        "worker_send_task_events": False,  # `-E` turns them on for Flower; they cost CPU per run
         "task_send_sent_event": False,
         "task_default_queue": "jq.default",
         "worker_enable_remote_control": True,

@@ -96,6 +96,9 @@ class NodeRuntime:
             self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="node draining"))
             return
         with self._lock:
+            if global_id in self.live:
+                log.warning("dropping a second message for %s attempt %s: it is already running here", global_id, attempt)
+                return
             slot = self._free_slots.pop(0) if self._free_slots else None
             if slot is not None:
                 # Registered before the claim, so a stop that follows a successful claim finds it.
@@ -111,7 +114,7 @@ class NodeRuntime:
                 self._free_slots.append(slot)
                 self._free_slots.sort()
             if spec_json is None:
-                log.info("dropping %s attempt %s: not the run's current attempt", global_id, attempt)
+                log.warning("dropping %s attempt %s: not the run's current attempt", global_id, attempt)
             else:
                 self.leases.release(global_id, attempt, self.node)
                 self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="its spec is missing"))
@@ -257,6 +260,7 @@ class NodeRuntime:
     def heartbeat(self) -> None:
         with self._lock:
             items = [(a.global_id, a.attempt) for a in self.live.values()]
+            read_at = time.time()  # attempts started after this are not in `items`
         if items:
             results = self.leases.renew_many(items, self.node, self.config.lease_ttl_s)
             for (gid, attempt), result in results.items():
@@ -265,7 +269,7 @@ class NodeRuntime:
                     self.stop_attempt(gid, attempt, "fenced", 0.0)
         self.emit(
             Event(
-                type=HEARTBEAT, stopping=self.stopping, draining=self.draining,
+                type=HEARTBEAT, ts=read_at, stopping=self.stopping, draining=self.draining,
                 running=[f"{g}|{a}" for g, a in items], version=self.config.version,
             )
         )

@@ -12,9 +12,12 @@ import redis
 from juqueue.broker.keys import Keys
 
 # KEYS: current, lease, spec; ARGV: attempt, lease value, ttl ms. Returns the spec on success.
+# Idempotent for the same node (a client retry after a lost reply must not drop the run);
+# a lease of the same attempt held by another node refuses.
 _CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('GET', KEYS[2]) == ARGV[2] then return -1 end
+local cur = redis.call('GET', KEYS[2])
+if cur and cur ~= ARGV[2] and string.sub(cur, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return redis.call('GET', KEYS[3]) or ''
 """

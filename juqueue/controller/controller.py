@@ -152,7 +152,7 @@ class Controller:
                 continue
             att = live_attempts.get((run.gid, run.attempt))
             if att is not None:
-                run.pid, run.pstart, run.started = att.pid, att.pgid_start, att.started_at is not None
+                run.pid, run.pstart, run.started, run.started_ts = att.pid, att.pgid_start, att.started_at is not None, att.started_at
                 run.stop_requested = att.stop_requested
             if run.node in self.nodes:
                 self.nodes[run.node].runs.add(run.gid)
@@ -334,7 +334,7 @@ class Controller:
         run = self.runs.get(ev.global_id)
         if run is None or run.attempt != ev.attempt:
             return
-        run.pid, run.pstart, run.started = ev.pid, ev.pstart, True
+        run.pid, run.pstart, run.started, run.started_ts = ev.pid, ev.pstart, True, ev.ts
         self.batch.attempts[(run.gid, ev.attempt)] = {"slot": ev.slot, "pid": ev.pid, "pgid_start": ev.pstart, "started_at": ev.ts, "node": ev.node}
         if run.status == RunStatus.ASSIGNED:
             run.status = RunStatus.RUNNING
@@ -395,6 +395,8 @@ class Controller:
             run = self.runs.get(gid)
             if run is None or not run.started or run.exit_pending is not None or f"{gid}|{run.attempt}" in reported:
                 continue
+            if run.started_ts is None or run.started_ts >= ev.ts:
+                continue  # started after the worker took this list: not a sign of anything
             if self._settle_from_exit_file(run, now):
                 log.info("%s attempt %s: exit event lost, settled from its exit file", gid, run.attempt)
 
@@ -439,7 +441,7 @@ class Controller:
         )
         run.stop_requested = None
         run.pid = run.pstart = None
-        run.started = False
+        run.started, run.started_ts = False, None
         if cancelled:
             run.status, run.reason, run.ended_at = RunStatus.CANCELLED, "cancelled by the user", ended_at
             run.exit_code = exit_code

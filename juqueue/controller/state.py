@@ -36,6 +36,7 @@ class RunState:
     pid: int | None = None
     pstart: int | None = None
     started: bool = False
+    started_ts: float | None = None  # when the current attempt's process started (worker clock)
     stop_requested: str | None = None
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
 
