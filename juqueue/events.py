@@ -5,7 +5,7 @@ Pure: no Redis here. A stream entry is a flat str->str mapping.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import ClassVar
 
 STARTED = "started"
@@ -38,10 +38,11 @@ class Event:
     _bools: ClassVar[set[str]] = {"interrupted", "stopping", "draining"}
 
     def encode(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        default = Event(type="")
-        for key, value in asdict(self).items():
-            if key != "type" and value == getattr(default, key):
+        """Only fields that differ from their defaults travel (this runs twice per run)."""
+        out: dict[str, str] = {"type": self.type}
+        for key, default in _DEFAULTS.items():
+            value = getattr(self, key)
+            if value == default:
                 continue
             if key == "running":
                 out[key] = ",".join(value)
@@ -69,3 +70,8 @@ class Event:
             else:
                 kwargs[key] = raw
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+_DEFAULTS: dict[str, object] = {
+    f.name: (f.default if f.default is not MISSING else []) for f in fields(Event) if f.name != "type"
+}

@@ -51,8 +51,9 @@ class WorkDir:
     def log_dir(self, experiment: str, run_id: str) -> Path:
         return self.run_dir(experiment, run_id) / "logs"
 
-    def attempt_dir(self, experiment: str, run_id: str, attempt: int) -> Path:
-        return self.run_dir(experiment, run_id) / "attempts" / str(attempt)
+    def exit_file(self, experiment: str, run_id: str, attempt: int) -> Path:
+        """Written by the worker when an attempt ends: an exit event lost with Redis is not a lost result."""
+        return self.log_dir(experiment, run_id) / f"attempt-{attempt}.exit.json"
 
     def attempt_log(self, experiment: str, run_id: str, attempt: int, stream: str) -> Path:
         return self.log_dir(experiment, run_id) / f"attempt-{attempt}.{stream}"

@@ -22,7 +22,7 @@ from juqueue.broker.keys import Keys
 from juqueue.broker.leases import Leases
 from juqueue.definitions.models import ClusterSpec
 from juqueue.events import EXITED, HEARTBEAT, REJECTED, STARTED, Event
-from juqueue.paths import WorkDir, write_json_atomic
+from juqueue.paths import WorkDir
 from juqueue.policy.slots import parse_cuda_visible_devices, slot_cpus, slot_cuda_devices
 from juqueue.workers import process
 
@@ -177,10 +177,11 @@ class NodeRuntime:
 
     def _finish(self, live: LiveAttempt, spec: dict, exit_code: int, ended_at: float) -> None:
         interrupted = bool(live.stop_reason) or self.stopping
-        write_json_atomic(
-            Path(spec["exit_file"]),
-            {"exit_code": exit_code, "ended_at": ended_at, "node": self.node, "attempt": live.attempt, "interrupted": interrupted},
-        )
+        # One small write into the log dir the attempt already has; a reader that finds it
+        # half-written (a crash mid-write) sees no exit, which is what happened.
+        with open(spec["exit_file"], "w") as fh:
+            fh.write(json.dumps({"exit_code": exit_code, "ended_at": ended_at, "node": self.node,
+                                 "attempt": live.attempt, "interrupted": interrupted}))
         event = Event(
             type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
             interrupted=interrupted, ts=ended_at, reason=live.stop_reason or "",

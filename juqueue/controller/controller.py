@@ -175,7 +175,7 @@ class Controller:
         self._commit()
 
     def _settle_from_exit_file(self, run: RunState, now: float) -> bool:
-        data = read_json(self.work.attempt_dir(run.experiment, run.run_id, run.attempt) / "exit.json")
+        data = read_json(self.work.exit_file(run.experiment, run.run_id, run.attempt))
         if not data or data.get("attempt") not in (None, run.attempt):
             return False
         interrupted = bool(data.get("interrupted")) or bool(run.stop_requested)

@@ -43,7 +43,6 @@ class Publisher:
         spec = json.loads(a.spec_json)
         run_dir = self.work.run_dir(a.experiment, a.run_id)
         log_dir = self.work.log_dir(a.experiment, a.run_id)
-        attempt_dir = self.work.attempt_dir(a.experiment, a.run_id, a.attempt)
         rd, ld = str(run_dir), str(log_dir)
         executor = spec.get("executor") or {}
         return {
@@ -59,7 +58,7 @@ class Publisher:
             "log_dir": ld,
             "stdout": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "out")),
             "stderr": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "err")),
-            "exit_file": str(attempt_dir / "exit.json"),
+            "exit_file": str(self.work.exit_file(a.experiment, a.run_id, a.attempt)),
         }
 
     def publish(self, assignments: list[Assignment]) -> None:
