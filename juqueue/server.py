@@ -7,12 +7,9 @@ import fcntl
 import logging
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from juqueue.backends.local import LocalBackend

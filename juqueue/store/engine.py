@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
-from juqueue.store import tables  # noqa: F401  (registers the tables)
+from juqueue.store import tables  # noqa: F401  (importing registers the tables)
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -168,3 +167,12 @@ def pid_alive(pid: int) -> bool:
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def assert_attempts_never_overlapped(server: Server, global_id: str) -> list[dict]:
+    """At most one live attempt per run: each attempt ended before the next one started."""
+    attempts = server.run(global_id)["attempts"]
+    spans = sorted((a["started_at"], a["ended_at"]) for a in attempts if a["started_at"])
+    for (_s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+        assert e1 is not None and e1 <= s2, f"{global_id}: attempts overlapped: {spans}"
+    return attempts

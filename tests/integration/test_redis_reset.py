@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from helpers import Server, free_port, write_defs
+from helpers import Server, assert_attempts_never_overlapped, free_port, write_defs
 
 
 def _valkey(port: int, data_dir) -> subprocess.Popen:
@@ -60,11 +60,8 @@ def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
         for r in runs.values():
             lines = (work / "runs" / "r" / r["id"] / "executions").read_text().split()
             # a run may have been interrupted and resumed, but it never ran twice at once
-            attempts = server.run(r["global_id"])["attempts"]
-            spans = sorted((a["started_at"], a["ended_at"]) for a in attempts if a["started_at"])
-            for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
-                assert e1 is not None and e1 <= s2, f"{r['global_id']}: attempts overlapped"
-            assert len(lines) == len(spans)
+            attempts = assert_attempts_never_overlapped(server, r["global_id"])
+            assert len(lines) == sum(1 for a in attempts if a["started_at"])
     finally:
         server.stop()
         redis_proc.kill()
@@ -102,9 +99,6 @@ def test_embedded_broker_killed_is_restarted_and_runs_finish(workspace):
         new_state = json.loads((work / "broker" / "broker.json").read_text())
         assert new_state["pid"] != state["pid"] and new_state["port"] == state["port"]
         for r in runs:
-            attempts = server.run(r["global_id"])["attempts"]
-            spans = sorted((a["started_at"], a["ended_at"]) for a in attempts if a["started_at"])
-            for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
-                assert e1 is not None and e1 <= s2, f"{r['global_id']}: attempts overlapped"
+            assert_attempts_never_overlapped(server, r["global_id"])
     finally:
         server.stop()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
