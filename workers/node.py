@@ -29,7 +29,7 @@ from juqueue.workers.runtime import NodeConfig, NodeRuntime
 
 log = logging.getLogger("juqueue.workers.node")
 
-BROKER_GIVE_UP_S = 60.0
+BROKER_GIVE_UP_S = float(os.environ.get("JUQUEUE_BROKER_GIVE_UP_S", "60"))  # a job that cannot work must not sit on a node
 
 
 def _fail(work: WorkDir, node: str, reason: str, code: int) -> NoReturn:
