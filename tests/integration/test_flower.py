@@ -20,25 +20,26 @@ def test_flower_lists_the_workers_and_asks_for_a_password(workspace):
     """, {"s.yaml": """
         experiment: s
         cluster: local
-        runs: [{id: sleeper, cmd: ["sleep", "20"]}]
+        runs: [{id: sleeper, cmd: ["sleep", "90"]}]
     """})
     flower_port = free_port()
     server = Server(defs, workspace / "work", "--flower-port", str(flower_port)).start()
     try:
         run = server.wait_for(lambda runs: runs[0] if runs and runs[0]["status"] == "running" else None, 60, "running")
         base = f"http://127.0.0.1:{flower_port}/flower"
-        deadline = time.time() + 60
+        deadline = time.time() + 80
         workers = {}
         while time.time() < deadline:
             try:
-                resp = httpx.get(base + "/api/workers", auth=("juqueue", server.token), timeout=10)
+                resp = httpx.get(base + "/api/workers?refresh=1", auth=("juqueue", server.token), timeout=30)
                 if resp.status_code == 200 and any(run["node"] in name for name in resp.json()):
                     workers = resp.json()
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        assert any(run["node"] in name for name in workers), workers
+        flower_log = (workspace / "work" / "flower.log").read_text()[-3000:]
+        assert any(run["node"] in name for name in workers), f"{workers}\n{flower_log}"
         assert httpx.get(base + "/api/workers", timeout=10).status_code == 401
         assert server.token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         status = server.api("GET", "/api/status").json()
