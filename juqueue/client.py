@@ -114,7 +114,9 @@ def find_server(*, url: str | None, port: int | None, env: Mapping[str, str], wo
         how += f" (work dir {work_dir} has no server.json: is `juqueue serve` running?)"
     elif len(live) > 1:
         how += f" ({len(live)} servers in the registry: choose one with --work-dir, --port or --url)"
-    return Target(DEFAULT_URL, how, (work_dir,) if work_dir is not None else ())
+    # The live server on the default address (several of this user's servers run) still has its token.
+    at_default = [Path(e["work_dir"]) for u, e in live.items() if _same_url(u, DEFAULT_URL) and e.get("work_dir")]
+    return Target(DEFAULT_URL, how, tuple(dict.fromkeys(([work_dir] if work_dir is not None else []) + at_default)))
 
 
 def find_token(*, token: str | None, env: Mapping[str, str], target: Target) -> tuple[str | None, str]:

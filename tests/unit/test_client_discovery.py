@@ -129,3 +129,15 @@ def test_api_client_unreachable():
         client.get("/api/runs")
     assert info.value.url == f"http://127.0.0.1:{port}"
     client.close()
+
+
+def test_default_address_takes_the_token_of_its_live_registry_entry(tmp_path):
+    wd = _work(tmp_path, "w", url=DEFAULT_URL, token="tok-default")
+    reg = {
+        DEFAULT_URL: {"work_dir": str(wd), "pid": 11, "port": 51234, "hostname": HOST},
+        "http://127.0.0.1:7002": {"work_dir": "/b", "pid": 12, "port": 7002, "hostname": HOST},
+    }
+    target = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive({11, 12}))
+    assert target.url == DEFAULT_URL
+    token, _source = find_token(token=None, env={}, target=target)
+    assert token == "tok-default"
