@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -107,6 +108,13 @@ def become_subreaper() -> None:
         log.debug("prctl(PR_SET_CHILD_SUBREAPER) not available")
 
 
+def _die_with_parent() -> None:
+    """Beat and Flower serve this `serve` only: they end when it dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def start_beat(work: WorkDir, tick_queue: str, tick_interval: float) -> subprocess.Popen:
     env = dict(os.environ, JUQUEUE_WORK_DIR=str(work.root), JUQUEUE_TICK_INTERVAL=str(tick_interval), JUQUEUE_TICK_QUEUE=tick_queue)
     log_file = open(work.root / "beat.log", "ab")
@@ -114,6 +122,7 @@ def start_beat(work: WorkDir, tick_queue: str, tick_interval: float) -> subproce
         [sys.executable, "-m", "celery", "-A", "juqueue.controller.beat", "beat", "-s", str(work.root / "beat-schedule"),
          "--pidfile=", "-l", "WARNING"],
         env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 
@@ -126,6 +135,7 @@ def start_flower(work: WorkDir, port: int, token: str) -> subprocess.Popen:
         [sys.executable, "-m", "celery", "-A", "juqueue.workers.app", "flower", "--address=127.0.0.1", f"--port={port}",
          "--url_prefix=flower", "--purge_offline_workers=300"],
         env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 

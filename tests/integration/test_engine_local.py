@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 from helpers import REPO, Server, pid_alive, write_defs
@@ -163,6 +164,11 @@ def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
     server = Server(defs, work).start()
     done_before = server.wait_for(lambda runs: [r for r in runs if r["status"] == "completed"] if sum(r["status"] == "completed" for r in runs) >= 3 else None, 60, "3 completed")
     server.kill()  # SIGKILL to the whole serve process group (workers live in their own sessions)
+    # Celery beat serves only that serve: it ends with it.
+    deadline = time.time() + 15
+    while time.time() < deadline and _processes_with(str(work), "juqueue.controller.beat"):
+        time.sleep(0.2)
+    assert not _processes_with(str(work), "juqueue.controller.beat"), "celery beat outlived its serve"
     server = Server(defs, work, port=server.port).start()
     try:
         runs = {r["global_id"]: r for r in server.wait_all_final(timeout=120)}
@@ -173,6 +179,19 @@ def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
             assert len(executions) == 1, executions
     finally:
         server.stop()
+
+
+def _processes_with(*needles: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(n in cmdline for n in needles) and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def test_second_serve_on_the_same_work_dir_refuses(workspace):
