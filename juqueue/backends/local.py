@@ -57,12 +57,6 @@ class LocalBackend:
             except subprocess.TimeoutExpired:
                 log.warning("local worker %s did not die after SIGKILL", node)
 
-    def request_stop(self, node: str) -> None:
-        """Warm shutdown (SIGTERM to the worker process only)."""
-        proc = self._procs.get(node)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-
     def liveness(self, nodes: dict[str, tuple[str | None, int | None]]) -> dict[str, NodeLiveness]:
         out: dict[str, NodeLiveness] = {}
         for name, (_job, pid) in nodes.items():

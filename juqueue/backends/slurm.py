@@ -31,7 +31,6 @@ class SlurmBackend:
         self._jobs: dict[str, SlurmJob] = {}
         self._polled_at = 0.0
         self._submitted_at: dict[str, float] = {}
-        self.poll_count = 0
 
     def render(self, cluster: ClusterSpec, node: str, token: str) -> str:
         return render_job_script(cluster, node=node, token=token, work_dir=self.work.root,
@@ -63,7 +62,6 @@ class SlurmBackend:
         if not force and now - self._polled_at < self.poll_interval_s:
             return
         jobs = list_jobs(self.name_prefix)
-        self.poll_count += 1
         self._jobs = {job.job_id: job for job in jobs}
         self._polled_at = now
 
@@ -91,12 +89,3 @@ class SlurmBackend:
             else:
                 out[name] = NodeLiveness(alive=True, reason=job.state, time_left_s=job.time_left_s)
         return out
-
-    def confirm_gone(self, job_id: str) -> bool:
-        """Ask SLURM now (one call) whether a job is over, e.g. after its heartbeats stopped."""
-        try:
-            self._poll(force=True)
-        except SlurmCommandError:
-            return False
-        job = self._jobs.get(job_id)
-        return job is None or job_is_gone(job.state)

@@ -14,8 +14,3 @@ def make_redis(url: str, *, socket_timeout: float | None = 10.0) -> redis.Redis:
         protocol=2,
         decode_responses=True,
     )
-
-
-def read_broker_url(path) -> str:
-    """The broker URL lives in a 0600 file; never on a command line."""
-    return open(path).read().strip()
