@@ -19,7 +19,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         title="JuQueue",
         version=__version__,
         description="Every path except `/`, `/static/*`, the docs and `/health` needs the token: "
-        "`Authorization: Bearer <token>`, the `X-JuQueue-Token` header, or the dashboard's cookie.",
+        "`Authorization: Bearer <token>`, the `X-JuQueue-Token` header, or the dashboard's cookie. "
+        "Requests other than GET/HEAD/OPTIONS need the token in a header or an `Origin` equal to the "
+        "server's own: the cookie alone answers them 403 (CSRF protection).",
     )
     app.state.ctx = ctx
     for module in (health, pages, runs, status, nodes, control):

@@ -194,3 +194,113 @@ def test_status_nodes_and_control(setup):
     assert client.post("/api/stop", json={"cancel_jobs": True}, headers=AUTH).json()["cancel_jobs"] is True
     assert client.post("/api/stop", headers=AUTH).status_code == 200
     assert stops == [True, False]
+
+
+# CSRF: SameSite=Strict does not separate ports, so a page on another port of the same host sends
+# the cookie with its cross-origin POST. Writes need the token in a header or the server's own Origin.
+
+COOKIE = f"juqueue_token_{PORT}"
+OWN_ORIGIN = f"http://127.0.0.1:{PORT}"
+
+
+@pytest.fixture()
+def browser_like(setup):
+    """A client whose requests reach the server as http://127.0.0.1:PORT (the Host a browser sends)."""
+    app, _, controller, stops = setup
+    client = TestClient(app, base_url=OWN_ORIGIN)
+    client.cookies.set(COOKIE, TOKEN)
+    return client, controller, stops
+
+
+def test_cookie_post_from_another_port_is_refused(browser_like):
+    client, controller, stops = browser_like
+    for origin in (f"http://127.0.0.1:{PORT + 1}", "http://localhost:%d" % PORT, "null", f"https://127.0.0.1:{PORT}"):
+        for path, body in (("/api/stop", None), ("/api/reload", None), ("/api/runs/cancel", {"ids": ["e@a"]})):
+            resp = client.post(path, json=body, headers={"Origin": origin})
+            assert resp.status_code == 403, (origin, path, resp.text)
+            detail = resp.json()["detail"]
+            assert "cookie alone is not enough" in detail and "CSRF" in detail and "header" in detail
+    assert stops == [] and controller.cancelled == []
+
+
+def test_cookie_post_without_origin_or_header_is_refused(browser_like):
+    client, controller, stops = browser_like
+    for path in ("/api/stop", "/api/reload", "/api/runs/requeue", "/api/nope"):
+        resp = client.post(path, json={"ids": ["e@done"]})
+        assert resp.status_code == 403, (path, resp.text)
+        assert "CSRF" in resp.json()["detail"]
+    for method in ("PUT", "PATCH", "DELETE"):
+        assert client.request(method, "/api/runs").status_code == 403, method
+    # A malformed body does not get past the check to a 422 either.
+    assert client.post("/api/runs/cancel", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 403
+    assert stops == [] and controller.cancelled == []
+
+
+def test_cookie_post_with_own_origin_succeeds(browser_like):
+    client, controller, stops = browser_like
+    own = {"Origin": OWN_ORIGIN}
+    assert client.post("/api/reload", headers=own).json()["errors"] == ["x.py: boom"]
+    out = client.post("/api/runs/cancel", json={"ids": ["e@a"]}, headers=own)
+    assert out.status_code == 200 and out.json()["cancelled"] == ["e@a"]
+    assert client.post("/api/stop", headers=own).status_code == 200
+    assert stops == [False] and controller.cancelled == [["e@a"]]
+    # localhost is the server's own origin only when it is the Host the request was made to.
+    via_localhost = TestClient(client.app, base_url=f"http://localhost:{PORT}", cookies={COOKIE: TOKEN})
+    assert via_localhost.post("/api/reload", headers={"Origin": f"http://localhost:{PORT}"}).status_code == 200
+    assert via_localhost.post("/api/reload", headers={"Origin": OWN_ORIGIN}).status_code == 403
+
+
+def test_token_header_writes_need_no_origin(browser_like):
+    client, controller, stops = browser_like
+    elsewhere = {"Origin": f"http://127.0.0.1:{PORT + 1}"}
+    assert client.post("/api/stop", headers=AUTH).status_code == 200
+    assert client.post("/api/stop", headers={"X-JuQueue-Token": TOKEN, **elsewhere}).status_code == 200
+    assert client.post("/api/runs/cancel", json={"ids": ["e@a"]}, headers={**AUTH, **elsewhere}).status_code == 200
+    assert stops == [False, False] and controller.cancelled == [["e@a"]]
+    # A wrong header is not rescued by a right cookie, nor by the right Origin.
+    resp = client.post("/api/stop", headers={"Authorization": "Bearer wrong", "Origin": OWN_ORIGIN})
+    assert resp.status_code == 401 and stops == [False, False]
+
+
+def test_cookie_reads_still_work_from_anywhere(browser_like):
+    client, _, _ = browser_like
+    for path in ("/api/runs", "/api/status", "/api/nodes", "/api/runs/e@a", "/api/runs/e@a/logs"):
+        assert client.get(path).status_code == 200, path
+        assert client.get(path, headers={"Origin": f"http://127.0.0.1:{PORT + 1}"}).status_code == 200, path
+    for method in ("HEAD", "OPTIONS"):  # reads: no route answers them (405), but never a CSRF 403
+        assert client.request(method, "/api/runs", headers={"Origin": "http://127.0.0.1:1"}).status_code == 405, method
+
+
+def test_no_token_at_all_is_still_401_not_403(setup):
+    app, _, _, stops = setup
+    client = TestClient(app, base_url=OWN_ORIGIN)
+    for origin in (None, OWN_ORIGIN, "http://127.0.0.1:1"):
+        resp = client.post("/api/stop", headers={"Origin": origin} if origin else {})
+        assert resp.status_code == 401 and "token" in resp.json()["detail"]
+    assert stops == []
+
+
+def test_require_token_dependency_applies_the_same_rule(setup):
+    """Routes keep the rule even if they are ever mounted without the middleware."""
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    from juqueue.api.auth import require_token
+
+    app, _, _, _ = setup
+
+    def request(method: str, headers: dict[str, str]) -> Request:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        return Request({"type": "http", "method": method, "path": "/api/stop", "scheme": "http", "headers": raw,
+                        "app": app, "query_string": b""})
+
+    cookie = {"host": f"127.0.0.1:{PORT}", "cookie": f"{COOKIE}={TOKEN}"}
+    require_token(request("GET", cookie))
+    require_token(request("POST", {**cookie, "origin": OWN_ORIGIN}))
+    require_token(request("POST", {**AUTH, "host": f"127.0.0.1:{PORT}"}))
+    with pytest.raises(HTTPException) as refused:
+        require_token(request("POST", {**cookie, "origin": f"http://127.0.0.1:{PORT + 1}"}))
+    assert refused.value.status_code == 403
+    with pytest.raises(HTTPException) as missing:
+        require_token(request("POST", {"host": f"127.0.0.1:{PORT}"}))
+    assert missing.value.status_code == 401
