@@ -1,60 +1,22 @@
-"""Starting and stopping a run's process group, without a Python process per run.
+"""Starting a run as the leader of its own process group, without a Python process per run.
 
-Each run is the leader of its own process group; the group's id plus the leader's start
-time identify it, so whoever learns that a worker died can kill the whole group
-(grandchildren included) and never a process that merely reused the pid.
+Stopping a group (by its leader's pid and start time, grandchildren included) lives in
+`juqueue.process_group`, shared with the controller side.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
+# Kept importable from here until juqueue.controller imports them from juqueue.process_group.
+from juqueue.process_group import group_alive, kill_group, process_start_time, signal_group
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (field 22 of /proc/pid/stat)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    after_comm = raw.rsplit(")", 1)[1].split()
-    return int(after_comm[19])
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def signal_group(pgid: int, start_time: int | None, sig: int) -> bool:
-    """Signal a run's process group; False when it is already gone.
-
-    While any member lives the kernel keeps the group's id from being reused, so once
-    the leader is gone the group can be signalled safely; a live leader with another
-    start time means the pid was reused and the group is gone.
-    """
-    if pgid <= 1:
-        return False
-    if start_time:
-        current = process_start_time(pgid)
-        if current is not None and current != start_time:
-            return False
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def kill_group(pgid: int, start_time: int | None) -> bool:
-    return signal_group(pgid, start_time, signal.SIGKILL)
+__all__ = [
+    "build_argv", "build_env", "group_alive", "kill_group", "process_start_time", "shell_exit_code",
+    "signal_group", "start_run",
+]
 
 
 def build_argv(spec: dict) -> list[str]:
@@ -71,6 +33,7 @@ def build_argv(spec: dict) -> list[str]:
 
 
 def build_env(base: dict[str, str], spec: dict, extra: dict[str, str]) -> dict[str, str]:
+    """The worker's environment, then the executor's; JuQueue's own variables (`extra`) win."""
     env = dict(base)
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
     search = [str(p) for p in spec.get("python_search_path") or []]

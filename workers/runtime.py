@@ -24,6 +24,7 @@ from juqueue.definitions.models import ClusterSpec
 from juqueue.events import EXITED, HEARTBEAT, REJECTED, STARTED, Event
 from juqueue.paths import WorkDir
 from juqueue.policy.slots import parse_cuda_visible_devices, slot_cpus, slot_cuda_devices
+from juqueue.process_group import kill_group, process_start_time, signal_group
 from juqueue.workers import process
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class NodeRuntime:
             self._finish(live, spec, 127, time.time())
             return
         live.proc = proc
-        live.pstart = process.process_start_time(proc.pid) or 0
+        live.pstart = process_start_time(proc.pid) or 0
         self.emit(
             Event(type=STARTED, global_id=live.global_id, attempt=live.attempt, slot=live.slot, pid=proc.pid, pstart=live.pstart)
         )
@@ -172,7 +173,7 @@ class NodeRuntime:
         if live.kill_timer is not None:
             live.kill_timer.cancel()
         # Anything left in the group (a grandchild) dies with the attempt.
-        process.kill_group(proc.pid, None)
+        kill_group(proc.pid, None)
         self._finish(live, spec, process.shell_exit_code(returncode), time.time())
 
     def _finish(self, live: LiveAttempt, spec: dict, exit_code: int, ended_at: float) -> None:
@@ -199,7 +200,7 @@ class NodeRuntime:
     # ---- stopping runs ------------------------------------------------------------------
     def _signal(self, live: LiveAttempt, sig: int) -> None:
         if live.proc is not None:
-            process.signal_group(live.proc.pid, live.pstart, sig)
+            signal_group(live.proc.pid, live.pstart, sig)
 
     def stop_attempt(self, global_id: str, attempt: int | None, reason: str, grace_s: float) -> None:
         with self._lock:

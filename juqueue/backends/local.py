@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 
 from juqueue.backends.base import BackendError, NodeLiveness, StartedNode
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir
-from juqueue.workers.process import process_start_time
+from juqueue.process_group import kill_group, process_start_time
 
 log = logging.getLogger(__name__)
 
 
 class LocalBackend:
     kind = "local"
+    dies_with_server = True
+    loss_confirmed_by_scheduler = False
 
     def __init__(self, work: WorkDir) -> None:
         self.work = work
@@ -41,15 +42,18 @@ class LocalBackend:
         self._procs[node] = proc
         return StartedNode(pid=proc.pid)
 
-    def stop_node(self, cluster: ClusterSpec, node: str, job_id: str | None, pid: int | None) -> None:
+    def kill_run_group(self, pid: int, start_time: int | None) -> None:
+        kill_group(pid, start_time)
+
+    def stop_node(self, node: str, job_id: str | None, pid: int | None) -> None:
         """Forceful end: the worker's group gets SIGKILL (runs were stopped before, or are killed by pgid)."""
         proc = self._procs.get(node)
         target = proc.pid if proc is not None else pid
         if target is None:
             return
         try:
-            os.killpg(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            kill_group(target, None)  # the worker leads its group (start_new_session)
+        except PermissionError:  # the pid was reused by another user's group: ours is gone
             pass
         if proc is not None:
             try:
