@@ -13,3 +13,7 @@ class ConfigError(JuQueueError):
 
 class AlreadyRunningError(JuQueueError):
     """Another controller holds the work dir's lock."""
+
+
+class StoreSchemaError(JuQueueError):
+    """The store's schema cannot be used or upgraded by this code; the message says what to do."""

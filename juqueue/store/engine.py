@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
-from juqueue.store import tables  # noqa: F401  (importing registers the tables)
+from juqueue.store.migrations import prepare_schema
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,11 @@ def sqlite_journal_mode(path: Path) -> str:
 
 
 def make_engine(db_url: str | None, work_root: Path) -> Engine:
-    """Create the engine and the tables; `db_url` None means SQLite in the work dir."""
+    """Create the engine, and create or upgrade the store's schema; `db_url` None means SQLite in the work dir.
+
+    Raises StoreSchemaError for a store newer than this code, or an upgrade that failed
+    (then rolled back).
+    """
     if db_url is None:
         db_path = work_root / "juqueue.db"
         db_url = f"sqlite:///{db_path}"
@@ -60,8 +64,14 @@ def make_engine(db_url: str | None, work_root: Path) -> Engine:
             cur.close()
 
         log.info("store: %s (journal %s)", db_path, mode)
+        where = str(db_path)
     else:
         engine = create_engine(db_url, pool_pre_ping=True)
-        log.info("store: %s", engine.url.render_as_string(hide_password=True))
-    SQLModel.metadata.create_all(engine)
+        where = engine.url.render_as_string(hide_password=True)
+        log.info("store: %s", where)
+    try:
+        prepare_schema(engine, where)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine

@@ -56,6 +56,7 @@ class AttemptRow(SQLModel, table=True):
     end_reason: Optional[str] = None  # exited / interrupted / cancelled
     interrupted_by: Optional[str] = None  # node lost, wall time, moved, stop, cancel, ...
     stop_requested: Optional[str] = None  # recorded before the stop is sent (two-phase)
+    stop_reason: str | None = None  # why JuQueue stopped it (a StopReason value); schema version 2, NULL before
 
 
 class NodeRow(SQLModel, table=True):

@@ -1,0 +1,357 @@
+"""Schema versions: a store written by an earlier release is upgraded in one transaction,
+keeps every row, and ends up with the same schema a fresh store has; a newer store is refused.
+
+The version-1 store is tests/fixtures/store_v1.sql, written by the release before versions
+existed (see tests/fixtures/make_store_v1.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+from juqueue.errors import StoreSchemaError
+from juqueue.store import engine as engine_module
+from juqueue.store import migrations
+from juqueue.store.engine import make_engine
+from juqueue.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, prepare_schema, read_version
+from juqueue.store.store import Store, WriteBatch
+from juqueue.version import __version__
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+V1_DUMP = FIXTURES / "store_v1.sql"
+V1_POSTGRESQL_DDL = FIXTURES / "schema_v1_postgresql.sql"
+TABLES = {"experiments": "name", "runs": "global_id", "nodes": "name", "attempts": "id", "events": "id"}  # table -> primary key
+V1_COUNTS = {"experiments": 1, "runs": 7, "nodes": 2, "attempts": 6, "events": 27}
+POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def load_v1(work: Path) -> Path:
+    """The v1 fixture as the work dir's store file."""
+    db = work / "juqueue.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(V1_DUMP.read_text())
+    conn.close()
+    return db
+
+
+def columns(engine: Engine, table: str) -> list[str]:
+    return [c["name"] for c in inspect(engine).get_columns(table)]
+
+
+def snapshot(engine: Engine, cols: dict[str, list[str]]) -> dict[str, list[tuple]]:
+    """Every row of every table, restricted to `cols` (the version-1 columns), in primary-key order."""
+    with engine.connect() as conn:
+        return {t: [tuple(r) for r in conn.execute(text(f"SELECT {', '.join(cols[t])} FROM {t} ORDER BY {pk}"))]
+                for t, pk in TABLES.items()}
+
+
+def schema(engine: Engine) -> dict:
+    """Tables, columns (name, type, nullable), primary keys and indexes; column order is not compared."""
+    insp = inspect(engine)
+    out = {}
+    for t in sorted(insp.get_table_names()):
+        cols = sorted((c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t))
+        pk = insp.get_pk_constraint(t)["constrained_columns"]
+        idx = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t))
+        out[t] = (cols, pk, idx)
+    return out
+
+
+def version_row(engine: Engine) -> tuple | None:
+    with engine.connect() as conn:
+        if "schema_version" not in inspect(conn).get_table_names():
+            return None
+        return tuple(conn.execute(text("SELECT id, version, written_by FROM schema_version")).one())
+
+
+def store_version(engine: Engine) -> int | None:
+    with engine.connect() as conn:
+        return read_version(conn)
+
+
+def test_migrations_are_one_per_version_in_order() -> None:
+    assert [m.version for m in MIGRATIONS] == list(range(2, LATEST_VERSION + 1))
+    assert LATEST_VERSION >= 2
+
+
+# ---------------------------------------------------------------------------- SQLite
+def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    load_v1(tmp_path)
+    plain = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'juqueue.db'}")
+    assert store_version(plain) == 1 and version_row(plain) is None  # as the previous release left it
+    v1_cols = {t: columns(plain, t) for t in TABLES}
+    assert "stop_reason" not in v1_cols["attempts"]
+    before = snapshot(plain, v1_cols)
+    plain.dispose()
+    assert {t: len(rows) for t, rows in before.items()} == V1_COUNTS
+
+    with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
+        engine = make_engine(None, tmp_path)
+    assert any("schema version 2: add attempts.stop_reason" in r.getMessage() for r in caplog.records)
+    assert any("upgraded" in r.getMessage() and "from schema version 1 to 2" in r.getMessage() for r in caplog.records)
+    try:
+        assert store_version(engine) == LATEST_VERSION
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert snapshot(engine, v1_cols) == before
+        assert "stop_reason" in columns(engine, "attempts")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM attempts WHERE stop_reason IS NOT NULL")).scalar() == 0
+
+        store = Store(engine)
+        assert store.status_counts() == {"completed": 2, "failed": 2, "cancelled": 1, "queued": 2}
+        bad = store.get_run("legacy@bad")
+        assert bad is not None and (bad.status, bad.exit_code, bad.reason, bad.ended_at) == ("failed", 3, "exit code 3", 1_700_000_008.0)
+        retried = store.attempts_of("legacy@ok_retried")
+        assert [(a.number, a.exit_code, a.end_reason, a.stop_reason) for a in retried] == [(1, 1, "exited", None), (2, 0, "exited", None)]
+        assert [e.kind for e in store.events_of("legacy@ok_first")] == ["defined", "assigned", "running", "completed"]
+        assert {n.name: n.state for n in store.all_nodes()} == {"local-000000001-1": "gone", "local-000000002-2": "gone"}
+        assert {r.global_id for r in store.active_runs()} == {"legacy@interrupted", "legacy@waiting"}
+
+        # The upgraded store takes writes of the new column through the ordinary path.
+        batch = WriteBatch()
+        batch.new_attempts.append({"global_id": "legacy@waiting", "number": 1, "node": None, "published_at": 1.0, "stop_reason": "cancel"})
+        store.commit(batch)
+        assert [(a.number, a.stop_reason) for a in store.attempts_of("legacy@waiting")] == [(1, "cancel")]
+    finally:
+        engine.dispose()
+
+
+def test_upgraded_store_has_the_schema_of_a_fresh_one(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    load_v1(tmp_path / "old")
+    upgraded, fresh = make_engine(None, tmp_path / "old"), make_engine(None, tmp_path / "new")
+    try:
+        assert schema(upgraded) == schema(fresh)
+    finally:
+        upgraded.dispose()
+        fresh.dispose()
+
+
+def test_fresh_store_is_created_at_the_latest_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = make_engine(None, tmp_path)
+    try:
+        assert (tmp_path / "juqueue.db").exists()
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert set(TABLES) | {"schema_version"} == set(inspect(engine).get_table_names())
+        assert "stop_reason" in columns(engine, "attempts")
+    finally:
+        engine.dispose()
+    with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
+        engine = make_engine(None, tmp_path)  # reopening an up-to-date store changes nothing
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert not [r for r in caplog.records if "migrating" in r.getMessage() or "created" in r.getMessage()]
+    finally:
+        engine.dispose()
+
+
+def test_newer_store_is_refused_and_left_alone(tmp_path: Path) -> None:
+    make_engine(None, tmp_path).dispose()
+    db = tmp_path / "juqueue.db"
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE schema_version SET version = 999, written_by = '9.9.9'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreSchemaError) as info:
+        make_engine(None, tmp_path)
+    message = str(info.value)
+    assert "schema version 999" in message and "written by juqueue 9.9.9" in message
+    assert f"up to version {LATEST_VERSION}" in message and __version__ in message
+    assert "Upgrade juqueue" in message and "another work dir" in message
+    assert str(db) in message
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT id, version, written_by FROM schema_version").fetchall() == [(1, 999, "9.9.9")]
+    conn.close()
+
+
+def _failing_step(conn: Connection) -> None:
+    """Changes schema and data, then fails: all of it, and the steps before, must roll back."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN junk VARCHAR")
+    conn.exec_driver_sql("UPDATE runs SET status = 'broken'")
+    conn.exec_driver_sql("DELETE FROM events")
+    raise RuntimeError("boom in step 3")
+
+
+FAILING = (*MIGRATIONS, Migration(LATEST_VERSION + 1, "a step that fails", _failing_step))
+
+
+def _full_dump(db: Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def test_failing_migration_leaves_the_store_at_its_old_version_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = load_v1(tmp_path)
+    before = _full_dump(db)
+    monkeypatch.setattr(engine_module, "prepare_schema", functools.partial(prepare_schema, migrations=FAILING))
+    with pytest.raises(StoreSchemaError) as info:
+        make_engine(None, tmp_path)
+    message = str(info.value)
+    assert "from schema version 1" in message and "a step that fails" in message and "boom in step 3" in message
+    assert "still at version 1" in message
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert _full_dump(db) == before  # the v2 step ran too, and was rolled back with the rest
+    monkeypatch.undo()
+    engine = make_engine(None, tmp_path)  # the real steps still apply afterwards
+    try:
+        assert store_version(engine) == LATEST_VERSION
+    finally:
+        engine.dispose()
+
+
+def test_failing_migration_on_an_up_to_date_store_changes_nothing_either(tmp_path: Path) -> None:
+    make_engine(None, tmp_path).dispose()
+    db = tmp_path / "juqueue.db"
+    before = _full_dump(db)
+    plain = sqlalchemy.create_engine(f"sqlite:///{db}")
+    try:
+        with pytest.raises(StoreSchemaError, match=f"from schema version {LATEST_VERSION} to {LATEST_VERSION + 1}"):
+            prepare_schema(plain, migrations=FAILING)
+    finally:
+        plain.dispose()
+    assert _full_dump(db) == before
+
+
+def test_migrations_must_be_in_order(tmp_path: Path) -> None:
+    plain = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(RuntimeError, match="one per version"):
+            prepare_schema(plain, migrations=(Migration(3, "skips 2", lambda conn: None),))
+    finally:
+        plain.dispose()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+@pytest.fixture
+def postgres_db():
+    """A factory of databases of their own on the shared PostgreSQL, all dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN}: {exc}")
+    made: list[str] = []
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+
+    def new() -> str:
+        name = f"juqueue_migr_{secrets.token_hex(4)}"
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"{base}/{name}"
+
+    yield new
+    with admin.cursor() as cur:
+        for name in made:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def build_v1_postgresql(url: str) -> Engine:
+    """The version-1 schema as the previous release created it on PostgreSQL, with the fixture's rows."""
+    engine = sqlalchemy.create_engine(url)
+    ddl = V1_POSTGRESQL_DDL.read_text()
+    statements = [s.strip() for s in ddl.split(";") if s.strip() and not all(line.startswith("--") for line in s.strip().splitlines())]
+    source = sqlite3.connect(":memory:")
+    source.executescript(V1_DUMP.read_text())
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        meta = sqlalchemy.MetaData()
+        meta.reflect(conn)
+        for name in TABLES:
+            table = meta.tables[name]
+            cur = source.execute(f"SELECT * FROM {name}")
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row)) for row in cur.fetchall()]
+            for row in rows:
+                for col in table.columns:
+                    if isinstance(col.type, sqlalchemy.Boolean) and row[col.name] is not None:
+                        row[col.name] = bool(row[col.name])
+            conn.execute(table.insert(), rows)
+        for name in ("attempts", "events"):  # rows came with their ids: move the sequences past them
+            conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT max(id) FROM {name}))")
+    source.close()
+    return engine
+
+
+def test_postgresql_v1_store_is_upgraded_with_every_row_intact(postgres_db, tmp_path: Path) -> None:
+    old_url, fresh_url = postgres_db(), postgres_db()
+    plain = build_v1_postgresql(old_url)
+    try:
+        assert store_version(plain) == 1 and version_row(plain) is None
+        v1_cols = {t: columns(plain, t) for t in TABLES}
+        before = snapshot(plain, v1_cols)
+        assert {t: len(rows) for t, rows in before.items()} == V1_COUNTS
+    finally:
+        plain.dispose()
+
+    engine = make_engine(old_url, tmp_path)
+    fresh = make_engine(fresh_url, tmp_path)
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert snapshot(engine, v1_cols) == before
+        assert schema(engine) == schema(fresh)
+        store = Store(engine)
+        assert store.status_counts() == {"completed": 2, "failed": 2, "cancelled": 1, "queued": 2}
+        batch = WriteBatch()
+        batch.new_attempts.append({"global_id": "legacy@waiting", "number": 1, "node": None, "published_at": 1.0, "stop_reason": "drain"})
+        batch.event("legacy@waiting", "assigned", 1, None, None, 2.0)
+        store.commit(batch)
+        assert [(a.number, a.stop_reason) for a in store.attempts_of("legacy@waiting")] == [(1, "drain")]
+        assert len(store.events_of("legacy@waiting")) == 2
+    finally:
+        engine.dispose()
+        fresh.dispose()
+    engine = make_engine(old_url, tmp_path)  # reopening is a no-op
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_failed_upgrade_rolls_back_and_newer_is_refused(postgres_db, tmp_path: Path) -> None:
+    url = postgres_db()
+    plain = build_v1_postgresql(url)
+    try:
+        v1_cols = {t: columns(plain, t) for t in TABLES}
+        before, before_schema = snapshot(plain, v1_cols), schema(plain)
+        with pytest.raises(StoreSchemaError, match="boom in step 3"):
+            prepare_schema(plain, migrations=FAILING)
+        assert version_row(plain) is None and store_version(plain) == 1
+        assert schema(plain) == before_schema and snapshot(plain, v1_cols) == before
+
+        assert prepare_schema(plain) == LATEST_VERSION
+        with plain.begin() as conn:
+            conn.exec_driver_sql("UPDATE schema_version SET version = 999")
+        with pytest.raises(StoreSchemaError, match="schema version 999.*up to version") as info:
+            make_engine(url, tmp_path)
+        assert "Upgrade juqueue" in str(info.value)
+        assert store_version(plain) == 999
+    finally:
+        plain.dispose()
+
+
+def test_read_version_of_an_empty_database_is_none(tmp_path: Path) -> None:
+    plain = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert store_version(plain) is None
+        assert migrations.latest_version(()) == 1
+    finally:
+        plain.dispose()
