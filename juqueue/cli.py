@@ -2,7 +2,8 @@
 
 Options go after the subcommand (`juqueue runs --json --port N`); every client command
 finds the server and its token the same way (juqueue.client). Human output is rich
-tables; `--json` prints the API's JSON unchanged, for scripts.
+tables; `--json` prints the API's JSON unchanged, for scripts. The option sets shared by
+several commands are declared once, in juqueue.cli_options.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Iterator, NoReturn, Optional
 
 import typer
 
+from juqueue.cli_options import Connection, JsonOpt, ServeArgs, with_option_groups
 from juqueue.version import __version__
 
 app = typer.Typer(
@@ -27,25 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     no_args_is_help=False,
 )
-
-SERVER = "Finding the server"
-UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Server address. Else JUQUEUE_URL, the work dir's server.json, the registry, http://127.0.0.1:51234.", rich_help_panel=SERVER)]
-PortOpt = Annotated[Optional[int], typer.Option("--port", help="Short for --url http://127.0.0.1:PORT.", rich_help_panel=SERVER)]
-WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir whose server.json and token to use (else JUQUEUE_WORK_DIR, else the nearest one above the current directory).", rich_help_panel=SERVER)]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", help="API token (else JUQUEUE_TOKEN, else the work dir's token file). Others can read command lines: prefer the file.", rich_help_panel=SERVER)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables.")]
-
-DefDirOpt = Annotated[Optional[Path], typer.Option("--def-dir", help="Definition dir: clusters.yaml, experiments/*.py, *.yaml.")]
-ServeWorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir (logs, store, token); must be shared with compute nodes.")]
-BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="Redis URL; default: start the embedded broker.")]
-DbUrlOpt = Annotated[Optional[str], typer.Option("--db-url", help="Store URL (PostgreSQL); default: SQLite in the work dir.")]
-HostOpt = Annotated[str, typer.Option("--host", help="Address the API listens on.")]
-ServePortOpt = Annotated[Optional[int], typer.Option("--port", help="API port; default 51234, or a free port when that is taken.")]
-BrokerHostOpt = Annotated[Optional[str], typer.Option("--broker-host", help="Address the embedded broker listens on when SLURM clusters exist (default: the hostname's address).")]
-TickOpt = Annotated[float, typer.Option("--tick-interval", help="Seconds between the controller's periodic reconciles.")]
-LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.")]
-FlowerPortOpt = Annotated[int | None, typer.Option("--flower-port", help="Also run Flower (the Celery monitor) on this port, behind the dashboard token as its password.")]
-
 
 # ---------------------------------------------------------------------- helpers
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -76,19 +59,21 @@ STATUS_STYLE = {"queued": "yellow", "assigned": "magenta", "running": "cyan", "c
 
 
 @contextmanager
-def _api(ctx: typer.Context, url: str | None, port: int | None, work_dir: Path | None, token: str | None,
-         timeout: float = 30.0) -> Iterator[Any]:
-    """Find the server and token, yield an ApiClient; turn its failures into one-line exits."""
+def _api(ctx: typer.Context, conn: Connection, timeout: float = 30.0) -> Iterator[Any]:
+    """Find the server and token, yield an ApiClient; turn its failures into one-line exits.
+
+    The root command's --work-dir and --port (`juqueue --port N status`) fill in when the
+    subcommand's own are not given."""
     from juqueue.client import (
         ApiClient, ApiError, ServerUnreachable, TokenRejected, find_server, find_token, load_registry,
         locate_work_dir, registry_path,
     )
 
     root = ctx.obj or {}
-    wd = locate_work_dir(work_dir or root.get("work_dir"), os.environ, Path.cwd())
-    target = find_server(url=url, port=port or root.get("port"), env=os.environ, work_dir=wd,
+    wd = locate_work_dir(conn.work_dir or root.get("work_dir"), os.environ, Path.cwd())
+    target = find_server(url=conn.url, port=conn.port or root.get("port"), env=os.environ, work_dir=wd,
                          registry=load_registry(registry_path()))
-    tok, tok_source = find_token(token=token, env=os.environ, target=target)
+    tok, tok_source = find_token(token=conn.token, env=os.environ, target=target)
     client = ApiClient(target.url, tok, timeout=timeout)
     try:
         yield client
@@ -112,16 +97,18 @@ def _selection(runs: list[str] | None, experiment: str | None) -> dict:
 
 
 # ---------------------------------------------------------------------- serve
-def _serve(def_dir: Path | None, work_dir: Path | None, broker: str | None, db_url: str | None, host: str,
-           port: int | None, broker_host: str | None, tick_interval: float, log_level: str,
-           flower_port: int | None = None) -> None:
-    if def_dir is None or work_dir is None:
+def _serve(args: ServeArgs) -> NoReturn:
+    """Run the server until it stops; exit with its code."""
+    if args.def_dir is None or args.work_dir is None:
         _fail("serve needs both --def-dir and --work-dir")
-    from juqueue.server import ServeOptions, run_server
+    from juqueue.server import ServeOptions
+    from juqueue.server_runtime import run_server
 
-    opts = ServeOptions(def_dir=Path(def_dir).expanduser().resolve(), work_dir=Path(work_dir).expanduser().resolve(),
-                        broker=broker, db_url=db_url, host=host, port=port, broker_host=broker_host,
-                        tick_interval=tick_interval, log_level=log_level, flower_port=flower_port)
+    opts = ServeOptions(def_dir=Path(args.def_dir).expanduser().resolve(),
+                        work_dir=Path(args.work_dir).expanduser().resolve(),
+                        broker=args.broker, db_url=args.db_url, host=args.host, port=args.port,
+                        broker_host=args.broker_host, tick_interval=args.tick_interval, log_level=args.log_level,
+                        flower_port=args.flower_port)
     raise typer.Exit(run_server(opts))
 
 
@@ -132,53 +119,36 @@ def _version(value: bool) -> None:
 
 
 @app.callback(invoke_without_command=True)
+@with_option_groups
 def root(
     ctx: typer.Context,
-    def_dir: DefDirOpt = None,
-    work_dir: ServeWorkDirOpt = None,
-    broker: BrokerOpt = None,
-    db_url: DbUrlOpt = None,
-    host: HostOpt = "127.0.0.1",
-    port: ServePortOpt = None,
-    broker_host: BrokerHostOpt = None,
-    tick_interval: TickOpt = 2.0,
-    log_level: LogLevelOpt = "INFO",
-    flower_port: FlowerPortOpt = None,
+    *,
+    serve_args: ServeArgs,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     """Without a subcommand, `juqueue --def-dir D --work-dir W` serves, as the original did."""
-    ctx.obj = {"work_dir": work_dir, "port": port}
+    ctx.obj = {"work_dir": serve_args.work_dir, "port": serve_args.port}
     if ctx.invoked_subcommand is not None:
         return
-    if def_dir is None and work_dir is None:
+    if serve_args.def_dir is None and serve_args.work_dir is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level, flower_port)
+    _serve(serve_args)
 
 
 @app.command()
-def serve(
-    def_dir: DefDirOpt = None,
-    work_dir: ServeWorkDirOpt = None,
-    broker: BrokerOpt = None,
-    db_url: DbUrlOpt = None,
-    host: HostOpt = "127.0.0.1",
-    port: ServePortOpt = None,
-    broker_host: BrokerHostOpt = None,
-    tick_interval: TickOpt = 2.0,
-    log_level: LogLevelOpt = "INFO",
-    flower_port: FlowerPortOpt = None,
-) -> None:
+@with_option_groups
+def serve(*, serve_args: ServeArgs) -> None:
     """Start everything: broker (unless --broker), store, controller, local nodes and the API."""
-    _serve(def_dir, work_dir, broker, db_url, host, port, broker_host, tick_interval, log_level, flower_port)
+    _serve(serve_args)
 
 
 # ---------------------------------------------------------------------- client commands
 @app.command()
-def status(ctx: typer.Context, json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None,
-           work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+@with_option_groups
+def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -> None:
     """Run counts, clusters and their nodes, paused clusters and definition errors."""
-    with _api(ctx, url, port, work_dir, token) as api:
+    with _api(ctx, conn) as api:
         data = api.get("/api/status")
     if json_out:
         _print_json(data)
@@ -214,13 +184,13 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, url: UrlOpt = None, po
 
 
 @app.command()
+@with_option_groups
 def runs(ctx: typer.Context,
          experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")] = None,
          status_: Annotated[Optional[str], typer.Option("--status", "-s", help="queued, assigned, running, completed, failed or cancelled.")] = None,
-         json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
-         token: TokenOpt = None) -> None:
+         json_out: JsonOpt = False, *, conn: Connection) -> None:
     """List runs; --json prints one object per run (a stable interface)."""
-    with _api(ctx, url, port, work_dir, token) as api:
+    with _api(ctx, conn) as api:
         rows = api.get("/api/runs", experiment=experiment, status=status_)
     if json_out:
         _print_json(rows)
@@ -244,9 +214,10 @@ def runs(ctx: typer.Context,
 
 
 def _act(ctx: typer.Context, verb: str, runs_: list[str] | None, experiment: str | None, json_out: bool,
-         url: str | None, port: int | None, work_dir: Path | None, token: str | None) -> None:
+         conn: Connection) -> None:
+    """cancel and requeue: post the selection, print what was done and skipped; unknown ids exit 1."""
     body = _selection(runs_, experiment)
-    with _api(ctx, url, port, work_dir, token) as api:
+    with _api(ctx, conn) as api:
         result = api.post(f"/api/runs/{verb}", body)
     if json_out:
         _print_json(result)
@@ -261,36 +232,37 @@ def _act(ctx: typer.Context, verb: str, runs_: list[str] | None, experiment: str
 
 
 @app.command()
+@with_option_groups
 def cancel(ctx: typer.Context,
            runs_: Annotated[Optional[list[str]], typer.Argument(metavar="RUN...", help="Global ids (experiment@run).")] = None,
            experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Every run of this experiment.")] = None,
-           json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
-           token: TokenOpt = None) -> None:
+           json_out: JsonOpt = False, *, conn: Connection) -> None:
     """Cancel runs: queued ones at once, running ones are stopped (SIGTERM, grace, SIGKILL)."""
-    _act(ctx, "cancel", runs_, experiment, json_out, url, port, work_dir, token)
+    _act(ctx, "cancel", runs_, experiment, json_out, conn)
 
 
 @app.command()
+@with_option_groups
 def requeue(ctx: typer.Context,
             runs_: Annotated[Optional[list[str]], typer.Argument(metavar="RUN...", help="Global ids (experiment@run).")] = None,
             experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Every run of this experiment.")] = None,
-            json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
-            token: TokenOpt = None) -> None:
+            json_out: JsonOpt = False, *, conn: Connection) -> None:
     """Put failed or cancelled runs back in the queue."""
-    _act(ctx, "requeue", runs_, experiment, json_out, url, port, work_dir, token)
+    _act(ctx, "requeue", runs_, experiment, json_out, conn)
 
 
 @app.command()
+@with_option_groups
 def logs(ctx: typer.Context,
          run: Annotated[str, typer.Argument(metavar="RUN", help="Global id (experiment@run).")],
          attempt: Annotated[Optional[int], typer.Option("--attempt", "-a", min=1, help="Default: the latest attempt.")] = None,
          stream: Annotated[str, typer.Option("--stream", help="out or err.")] = "out",
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run is final (follows requeues).")] = False,
-         url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+         *, conn: Connection) -> None:
     """Print a run's stdout or stderr (one attempt)."""
     if stream not in ("out", "err"):
         _fail(f"--stream must be 'out' or 'err', not {stream!r}")
-    with _api(ctx, url, port, work_dir, token) as api:
+    with _api(ctx, conn) as api:
         try:
             _tail(api, run, attempt, stream, follow)
         except KeyboardInterrupt:
@@ -322,10 +294,10 @@ def _tail(api: Any, run: str, attempt: int | None, stream: str, follow: bool) ->
 
 
 @app.command()
-def reload(ctx: typer.Context, json_out: JsonOpt = False, url: UrlOpt = None, port: PortOpt = None,
-           work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+@with_option_groups
+def reload(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -> None:
     """Re-read the definitions and apply the difference; exit 1 if any file has errors."""
-    with _api(ctx, url, port, work_dir, token, timeout=300.0) as api:
+    with _api(ctx, conn, timeout=300.0) as api:
         result = api.post("/api/reload")
     errors = result.get("errors") or []
     if json_out:
@@ -341,20 +313,21 @@ def reload(ctx: typer.Context, json_out: JsonOpt = False, url: UrlOpt = None, po
 
 
 @app.command()
-def url(ctx: typer.Context, url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None,
-        token: TokenOpt = None) -> None:
+@with_option_groups
+def url(ctx: typer.Context, *, conn: Connection) -> None:
     """Print the dashboard link with its token (open it once; a cookie keeps you signed in)."""
-    with _api(ctx, url, port, work_dir, token) as api:
+    with _api(ctx, conn) as api:
         api.get("/api/runs", limit=1)  # the server answers and takes the token
         typer.echo(f"{api.url}/?token={api.token}")
 
 
 @app.command()
+@with_option_groups
 def stop(ctx: typer.Context,
          cancel_jobs: Annotated[bool, typer.Option("--cancel-jobs", help="Also end SLURM jobs (else they keep running and the next serve reattaches them).")] = False,
-         url: UrlOpt = None, port: PortOpt = None, work_dir: WorkDirOpt = None, token: TokenOpt = None) -> None:
+         *, conn: Connection) -> None:
     """Stop the server (local nodes stop with it)."""
-    with _api(ctx, url, port, work_dir, token) as api:
+    with _api(ctx, conn) as api:
         api.post("/api/stop", {"cancel_jobs": cancel_jobs})
         typer.echo(f"the server at {api.url} is stopping" + (" and cancelling its SLURM jobs" if cancel_jobs else ""))
 

@@ -1,4 +1,9 @@
-"""`juqueue serve`: broker, store, controller, beat, local nodes and the API in one command."""
+"""The building blocks of `juqueue serve`: its options, the work-dir lock, token, port, and the
+helper processes (Celery beat, Flower) it starts.
+
+`juqueue.server_runtime` wires them together with the broker, store, controller and API;
+this module imports none of those, so it stays cheap to import and nothing imports back.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from juqueue.errors import AlreadyRunningError, ConfigError, JuQueueError
+from juqueue.errors import AlreadyRunningError, ConfigError
 from juqueue.paths import WorkDir, write_atomic
 
 log = logging.getLogger("juqueue.server")
@@ -24,6 +29,8 @@ DEFAULT_PORT = 51234
 
 @dataclass
 class ServeOptions:
+    """What `juqueue serve` was given (the CLI's flags, paths resolved)."""
+
     def_dir: Path
     work_dir: Path
     broker: str | None = None
@@ -68,6 +75,7 @@ class WorkDirLock:
 
 
 def load_or_create_token(work: WorkDir) -> str:
+    """The work dir keeps its token across restarts, so dashboard links and clients stay valid."""
     if work.token_file.exists():
         return work.token_file.read_text().strip()
     token = secrets.token_urlsafe(24)
@@ -92,6 +100,7 @@ def choose_port(host: str, requested: int | None) -> int:
 
 
 def default_broker_host() -> str:
+    """The hostname's address, which compute nodes can reach; loopback when it does not resolve."""
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
@@ -116,6 +125,7 @@ def _die_with_parent() -> None:
 
 
 def start_beat(work: WorkDir, tick_queue: str, tick_interval: float) -> subprocess.Popen:
+    """Celery beat publishes the controller's periodic tick; it dies with this `serve`."""
     env = dict(os.environ, JUQUEUE_WORK_DIR=str(work.root), JUQUEUE_TICK_INTERVAL=str(tick_interval), JUQUEUE_TICK_QUEUE=tick_queue)
     log_file = open(work.root / "beat.log", "ab")
     return subprocess.Popen(
@@ -137,16 +147,3 @@ def start_flower(work: WorkDir, port: int, token: str) -> subprocess.Popen:
         env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=_die_with_parent,
     )
-
-
-def run_server(opts: ServeOptions) -> int:
-    from juqueue.server_runtime import ServerRuntime
-
-    logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        runtime = ServerRuntime(opts)
-        runtime.start()
-    except JuQueueError as exc:
-        print(f"juqueue: {exc}", file=sys.stderr)
-        return 2
-    return runtime.serve_forever()

@@ -1,4 +1,5 @@
-"""The pieces `serve` runs, wired together, started in order and stopped in reverse."""
+"""`juqueue serve`: the pieces it runs (broker, store, controller, beat, local nodes and the API),
+wired together, started in order and stopped in reverse."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ipaddress
 import logging
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from juqueue.broker.client import make_redis
 from juqueue.broker.embedded import EmbeddedBroker
 from juqueue.celery_app import make_celery_app
 from juqueue.controller.controller import Controller, ControllerConfig, namespace_for
-from juqueue.errors import ConfigError
+from juqueue.errors import ConfigError, JuQueueError
 from juqueue.paths import WorkDir, write_atomic
+from juqueue.process_group import read_stat
 from juqueue.server import (
     ServeOptions,
     WorkDirLock,
@@ -40,6 +43,8 @@ def _is_loopback(host: str) -> bool:
 
 
 class ServerRuntime:
+    """One `serve`: owns the work-dir lock and every piece it started, so shutdown can undo them."""
+
     def __init__(self, opts: ServeOptions) -> None:
         self.opts = opts
         self.work = WorkDir(opts.work_dir.resolve())
@@ -81,7 +86,7 @@ class ServerRuntime:
             prefixes = {c.job_name for c in self.clusters.values() if c.type == "slurm"}
             backends["slurm"] = SlurmBackend(self.work, poll_interval_s=poll, name_prefix=os.path.commonprefix(sorted(prefixes)))
         become_subreaper()
-        self.controller = Controller(
+        self.controller = Controller.on_redis(
             ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval, task_events=bool(self.opts.flower_port)),
             self.store, client, app, backends, self.namespace
         )
@@ -210,14 +215,24 @@ def _reap_orphans() -> None:
         if not entry.name.isdigit():
             continue
         try:
-            raw = (entry / "stat").read_text()
+            comm, fields = read_stat(int(entry.name))
         except OSError:
             continue
-        fields = raw.rsplit(")", 1)[1].split()
         state, ppid = fields[0], int(fields[1])
-        comm = raw[raw.index("(") + 1: raw.rindex(")")]
         if ppid == me and state == "Z" and not comm.startswith(("python", "valkey", "celery")):
             try:
                 os.waitpid(int(entry.name), os.WNOHANG)
             except ChildProcessError:
                 pass
+
+
+def run_server(opts: ServeOptions) -> int:
+    """Start everything, serve until stopped, tear down; a JuQueueError at start is one line, exit 2."""
+    logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        runtime = ServerRuntime(opts)
+        runtime.start()
+    except JuQueueError as exc:
+        print(f"juqueue: {exc}", file=sys.stderr)
+        return 2
+    return runtime.serve_forever()

@@ -1,0 +1,108 @@
+"""The CLI's shared option sets, each declared once (juqueue.cli uses them).
+
+Two sets recur: the server's options, taken by `serve` and by the bare root command (the
+original JuQueue's `juqueue --def-dir D --work-dir W` serves), and the four options every
+client command takes to find the server. Each set is a dataclass whose fields are the
+options. A command asks for a set with one keyword-only parameter of that type;
+`with_option_groups` spreads the fields into the signature typer reads, at that place, and
+hands the command one instance, so every command shows the same flags, defaults and help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar, get_type_hints
+
+import typer
+
+SERVER = "Finding the server"
+UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Server address. Else JUQUEUE_URL, the work dir's server.json, the registry, http://127.0.0.1:51234.", rich_help_panel=SERVER)]
+PortOpt = Annotated[Optional[int], typer.Option("--port", help="Short for --url http://127.0.0.1:PORT.", rich_help_panel=SERVER)]
+WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir whose server.json and token to use (else JUQUEUE_WORK_DIR, else the nearest one above the current directory).", rich_help_panel=SERVER)]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", help="API token (else JUQUEUE_TOKEN, else the work dir's token file). Others can read command lines: prefer the file.", rich_help_panel=SERVER)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables.")]
+
+DefDirOpt = Annotated[Optional[Path], typer.Option("--def-dir", help="Definition dir: clusters.yaml, experiments/*.py, *.yaml.")]
+ServeWorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir (logs, store, token); must be shared with compute nodes.")]
+BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="Redis URL; default: start the embedded broker.")]
+DbUrlOpt = Annotated[Optional[str], typer.Option("--db-url", help="Store URL (PostgreSQL); default: SQLite in the work dir.")]
+HostOpt = Annotated[str, typer.Option("--host", help="Address the API listens on.")]
+ServePortOpt = Annotated[Optional[int], typer.Option("--port", help="API port; default 51234, or a free port when that is taken.")]
+BrokerHostOpt = Annotated[Optional[str], typer.Option("--broker-host", help="Address the embedded broker listens on when SLURM clusters exist (default: the hostname's address).")]
+TickOpt = Annotated[float, typer.Option("--tick-interval", help="Seconds between the controller's periodic reconciles.")]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.")]
+FlowerPortOpt = Annotated[int | None, typer.Option("--flower-port", help="Also run Flower (the Celery monitor) on this port, behind the dashboard token as its password.")]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a client command finds the server and its token (juqueue.client resolves them)."""
+
+    url: UrlOpt = None
+    port: PortOpt = None
+    work_dir: WorkDirOpt = None
+    token: TokenOpt = None
+
+
+@dataclass(frozen=True)
+class ServeArgs:
+    """The server's flags as given; juqueue.server.ServeOptions is what the server gets
+    (both directories required and resolved)."""
+
+    def_dir: DefDirOpt = None
+    work_dir: ServeWorkDirOpt = None
+    broker: BrokerOpt = None
+    db_url: DbUrlOpt = None
+    host: HostOpt = "127.0.0.1"
+    port: ServePortOpt = None
+    broker_host: BrokerHostOpt = None
+    tick_interval: TickOpt = 2.0
+    log_level: LogLevelOpt = "INFO"
+    flower_port: FlowerPortOpt = None
+
+
+OPTION_GROUPS: tuple[type, ...] = (Connection, ServeArgs)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _group_parameters(group: type, like: inspect.Parameter) -> list[inspect.Parameter]:
+    """One typer parameter per field (its option declaration and default), of `like`'s kind."""
+    hints = get_type_hints(group, include_extras=True)
+    return [inspect.Parameter(f.name, like.kind, default=f.default, annotation=hints[f.name])
+            for f in dataclasses.fields(group)]
+
+
+def with_option_groups(func: F) -> F:
+    """Let a command take an option set as one parameter (`*, conn: Connection`).
+
+    Typer reads the command's signature; this one shows the set's fields in place of the
+    parameter, and the call gathers them back into one instance. Apply it below
+    `@app.command()`.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, type] = {}
+    for param in signature.parameters.values():
+        if param.annotation in OPTION_GROUPS:
+            groups[param.name] = param.annotation
+            params.extend(_group_parameters(param.annotation, param))
+        else:
+            params.append(param)
+    if not groups:
+        raise TypeError(f"{func.__name__} takes no option group ({', '.join(g.__name__ for g in OPTION_GROUPS)})")
+    fields = {name: [f.name for f in dataclasses.fields(group)] for name, group in groups.items()}
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, group in groups.items():
+            kwargs[name] = group(**{field: kwargs.pop(field) for field in fields[name] if field in kwargs})
+        return func(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty}
+    return wrapper  # type: ignore[return-value]
