@@ -1,9 +1,11 @@
 """Finding a JuQueue server and its token, and talking to it.
 
-The resolution order is DESIGN.md's (first match wins). The finding functions take their
-inputs explicitly (options, environment, cwd, registry, a pid check) so the order can be
-tested without a server; `ApiClient` is a thin httpx wrapper that turns "nobody answered"
-and "token rejected" into exceptions the CLI prints as one line.
+First match wins. The server: --url or --port, JUQUEUE_URL, the work dir's server.json, the
+per-user registry when exactly one of the user's servers runs, http://127.0.0.1:51234. The
+token: --token, JUQUEUE_TOKEN, the `token` file of the work dirs behind that address. The
+finding functions take their inputs explicitly (options, environment, cwd, registry, a pid
+check) so the order can be tested without a server; `ApiClient` is a thin httpx wrapper that
+turns "nobody answered" and "token rejected" into exceptions the CLI prints as one line.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How the CLI finds its server and token: DESIGN.md's order, first match wins."""
+"""How the CLI finds its server and token: options, environment, work dir, registry, default; first match wins."""
 
 from __future__ import annotations
 
