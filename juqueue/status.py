@@ -43,3 +43,31 @@ class EndReason(str, Enum):
     EXITED = "exited"
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
+
+
+class StopReason(str, Enum):
+    """Why JuQueue stopped an attempt: stored on the attempt, shown to users.
+
+    Declared strongest first: when two apply (a user cancels a run that a drain is already
+    stopping) the stronger one wins, so a cancel is never turned into a requeue.
+    """
+
+    CANCEL = "cancel"
+    SERVER_STOP = "server_stop"
+    NODE_STOP = "node_stop"
+    WALL_TIME = "wall_time"
+    DRAIN = "drain"
+    MOVE = "move"
+
+    @property
+    def strength(self) -> int:
+        return len(_STOP_ORDER) - _STOP_ORDER.index(self)
+
+    def stronger(self, other: "StopReason | None") -> "StopReason":
+        """The reason that wins when `other` was already recorded."""
+        if other is None or self.strength >= other.strength:
+            return self
+        return other
+
+
+_STOP_ORDER = list(StopReason)

@@ -30,10 +30,20 @@ class NodeLiveness:
 
 class NodeBackend(Protocol):
     kind: str
+    # Its nodes are processes of this host that stop with `serve`: the controller stops them
+    # when it starts again, and kills a lost worker's run groups itself.
+    dies_with_server: bool
+    # A node's loss is confirmed by a scheduler: a silent node's job is cancelled and its runs
+    # requeued only once the scheduler shows it gone; a start may wait in its queue.
+    loss_confirmed_by_scheduler: bool
 
     def start_node(self, cluster: ClusterSpec, node: str, token: str) -> StartedNode: ...
 
-    def stop_node(self, cluster: ClusterSpec, node: str, job_id: str | None, pid: int | None) -> None: ...
+    def stop_node(self, node: str, job_id: str | None, pid: int | None) -> None: ...
+
+    def kill_run_group(self, pid: int, start_time: int | None) -> None:
+        """Kill a run's process group (grandchildren included) when this backend can reach it."""
+        ...
 
     def liveness(self, nodes: dict[str, tuple[str | None, int | None]]) -> dict[str, NodeLiveness]:
         """One call for all nodes of this backend: name -> (job_id, pid) in, state out."""

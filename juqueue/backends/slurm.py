@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 class SlurmBackend:
     kind = "slurm"
+    dies_with_server = False
+    loss_confirmed_by_scheduler = True
 
     def __init__(self, work: WorkDir, poll_interval_s: float = 30.0, name_prefix: str = "") -> None:
         self.work = work
@@ -49,7 +51,10 @@ class SlurmBackend:
         self._submitted_at[job_id] = time.time()
         return StartedNode(job_id=job_id)
 
-    def stop_node(self, cluster: ClusterSpec, node: str, job_id: str | None, pid: int | None) -> None:
+    def kill_run_group(self, pid: int, start_time: int | None) -> None:
+        """The job's end kills every process of the job; nothing here can reach a compute node."""
+
+    def stop_node(self, node: str, job_id: str | None, pid: int | None) -> None:
         if not job_id:
             return
         try:

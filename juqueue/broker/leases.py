@@ -86,5 +86,16 @@ class Leases:
         keys = [self.keys.current_attempt(global_id), self.keys.lease(global_id)]
         return self._fence(keys=keys, args=[attempt]) == 1
 
+    def fence(self, global_id: str) -> None:
+        """No attempt of this run may start any more (until the next publish names one)."""
+        self.client.set(self.keys.current_attempt(global_id), "fenced")
+
+    def set_current_many(self, attempts: dict[str, int]) -> None:
+        """Name the attempt each run may run (after Redis lost its state), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for gid, attempt in attempts.items():
+            pipe.set(self.keys.current_attempt(gid), attempt)
+        pipe.execute()
+
     def holder(self, global_id: str) -> str | None:
         return self.client.get(self.keys.lease(global_id))

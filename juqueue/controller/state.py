@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from juqueue.status import NodeState, RunStatus
+from juqueue.controller.clock import Clock
+from juqueue.controller.config import ClusterHealth, ControllerConfig
+from juqueue.controller.run_queue import RunQueue
+from juqueue.status import NodeState, RunStatus, StopReason
+from juqueue.store.store import Store, WriteBatch
 from juqueue.store.tables import NodeRow, RunRow
 
 
@@ -37,7 +41,8 @@ class RunState:
     pstart: int | None = None
     started: bool = False
     started_ts: float | None = None  # when the current attempt's process started (worker clock)
-    stop_requested: str | None = None
+    stop_reason: StopReason | None = None  # recorded before the stop is sent (two-phase)
+    stop_detail: str | None = None  # the words shown with it
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
 
     @classmethod
@@ -99,3 +104,63 @@ class NodeInfo:
     @property
     def accepting(self) -> bool:
         return self.state in (NodeState.STARTING, NodeState.UP)
+
+
+class ControllerState:
+    """Everything the controller holds in memory, and the batch of changes not yet committed.
+
+    Owned by the controller thread; the components (lifecycle, ingest, dispatch, fleet,
+    recovery) all work on this one object.
+    """
+
+    def __init__(self, config: ControllerConfig, store: Store, clock: Clock) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.health: dict[str, ClusterHealth] = {name: ClusterHealth() for name in config.clusters}
+        self.dirty_placement = True
+        self.stopping = False  # no placement and no new nodes once shutdown began
+        self.definition_errors: list[str] = []
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what memory holds of runs and nodes (it is rebuilt from the store next)."""
+        self.runs: dict[str, RunState] = {}  # every run that is not final
+        self.nodes: dict[str, NodeInfo] = {}  # every live node
+        self.queue = RunQueue()
+        self.final_status: dict[str, RunStatus] = {}  # dependencies that ended, as far as asked
+        self.pending_exits: dict[str, set[str]] = {}  # node -> runs whose exit waits for the node's next sign of life
+        self.finalized: set[str] = set()
+        self.batch = WriteBatch()
+
+    def now(self) -> float:
+        return self.clock.time()
+
+    def mark_run_dirty(self, run: RunState) -> None:
+        self.batch.runs[run.gid] = run.columns()
+
+    def mark_node_dirty(self, node: NodeInfo) -> None:
+        self.batch.nodes[node.name] = node.columns()
+
+    def attempt_columns(self, run: RunState) -> dict:
+        """The pending column updates of the run's current attempt (created on first use)."""
+        return self.batch.attempts.setdefault((run.gid, run.attempt), {})
+
+    def maybe_idle(self, node: NodeInfo, now: float) -> None:
+        if not node.runs and node.idle_since is None:
+            node.idle_since = now
+
+    def commit(self) -> None:
+        """Write the batch in one transaction; on failure the batch is kept and the error raised
+        (the controller then rebuilds memory from the store and reads the unacknowledged events
+        again, so nothing is lost)."""
+        if self.batch:
+            self.store.commit(self.batch)
+        self.batch = WriteBatch()
+        for gid in self.finalized:
+            run = self.runs.get(gid)
+            if run is not None and run.status.is_final:
+                del self.runs[gid]
+        self.finalized.clear()
+        for name in [n for n, node in self.nodes.items() if not node.state.is_live]:
+            del self.nodes[name]

@@ -30,8 +30,15 @@ def nodes_to_start(load: ClusterLoad, paused: bool = False) -> int:
     return max(0, min(wanted, room))
 
 
-def idle_nodes_to_stop(idle_since: dict[str, float], now: float, idle_timeout_s: float, keep: int = 0) -> list[str]:
-    """Empty nodes idle longer than the timeout, oldest idle first; `keep` of them stay."""
+def idle_nodes_to_stop(idle_since: dict[str, float], now: float, idle_timeout_s: float, keep: int = 0,
+                       ready_waiting: int = 0, accepting: set[str] | None = None) -> list[str]:
+    """Empty nodes idle longer than the timeout, oldest idle first; `keep` of them stay.
+
+    While ready runs wait for the cluster, an idle node that accepts runs is about to get
+    one: then none is stopped (the runs keep their cluster's nodes).
+    """
+    if ready_waiting and (accepting is None or accepting & set(idle_since)):
+        return []
     expired = sorted((since, name) for name, since in idle_since.items() if now - since >= idle_timeout_s)
     names = [name for _, name in expired]
     return names[: max(0, len(names) - keep)] if keep else names

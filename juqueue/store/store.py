@@ -21,8 +21,9 @@ from juqueue.definitions.models import LoadResult
 from juqueue.status import RunStatus
 from juqueue.store.tables import AttemptRow, EventRow, ExperimentRow, NodeRow, RunRow
 
+_LIVE = (RunStatus.ASSIGNED.value, RunStatus.RUNNING.value)
 RUN_MUTABLE = ("status", "attempt", "exit_code", "node", "reason", "retries_used", "queued_at", "started_at", "ended_at")
-ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested")
+ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested", "stop_reason")
 NODE_MUTABLE = ("state", "job_id", "host", "pid", "version", "reason", "started_at", "last_heartbeat", "ended_at", "time_limit_at")
 
 
@@ -94,8 +95,10 @@ class Store:
     def apply_definitions(self, result: LoadResult, now: float | None = None) -> ApplySummary:
         """Apply the difference between what the files define and the store.
 
-        Experiments of files that failed are left exactly as they are. A QUEUED run whose
-        definition changed is updated; a live one is left alone; a run gone from its file
+        Experiments of files that failed are left exactly as they are. A run whose definition
+        changed is updated unless an attempt of it is live (a queued run starts with the new
+        definition; a failed or cancelled one runs it when requeued); a live one is left alone
+        and looked at again by the next reload; a run gone from its file
         is kept with its history, marked as no longer defined, and not run. An experiment
         whose runs did not change at all costs one comparison, so a reload is O(changes).
         """
@@ -119,10 +122,7 @@ class Store:
                 row = stored.get(name)
                 if row is not None and row.defined and row.fingerprint == digest:
                     continue
-                if row is None:
-                    s.add(ExperimentRow(name=name, source_file=source, defined=True, fingerprint=digest))
-                else:
-                    row.source_file, row.defined, row.fingerprint = source, True, digest
+                exp_row = row
                 existing = {
                     gid: (fp, status, defined)
                     for gid, fp, status, defined in s.execute(
@@ -130,6 +130,7 @@ class Store:
                     ).all()
                 }
                 stamp = now or time.time()
+                stale = False
                 for gid, spec in runs.items():
                     fp = prints[gid]
                     if gid not in existing:
@@ -147,13 +148,21 @@ class Store:
                     if not defined:
                         values["defined"] = True
                         summary.redefined.append(gid)
-                    if old_fp != fp and status == RunStatus.QUEUED.value:
+                    if old_fp != fp and status in _LIVE:
+                        stale = True  # a live run keeps its definition; the next reload looks again
+                    elif old_fp != fp:
                         values.update(cluster=spec.cluster, spec_json=spec.model_dump_json(), fingerprint=fp,  # type: ignore[attr-defined]
                                       depends_on=json.dumps(spec.depends_on), max_retries=spec.max_retries)  # type: ignore[attr-defined]
                         events.append({"global_id": gid, "ts": stamp, "kind": "redefined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
                         summary.updated.append(gid)
                     if values:
                         s.execute(update(RunRow).where(RunRow.global_id == gid).values(**values))
+                if stale:
+                    digest += "~stale"  # never matches a fresh digest
+                if exp_row is None:
+                    s.add(ExperimentRow(name=name, source_file=source, defined=True, fingerprint=digest))
+                else:
+                    exp_row.source_file, exp_row.defined, exp_row.fingerprint = source, True, digest
                 gone = [gid for gid, (_fp, _st, defined) in existing.items() if gid not in runs and defined]
                 self._mark_undefined(s, gone, "removed from its definition file", stamp, events)
                 summary.undefined.extend(gone)

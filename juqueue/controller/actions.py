@@ -1,0 +1,89 @@
+"""What users ask for (cancel, requeue, reload), carried out on the controller thread."""
+
+from __future__ import annotations
+
+import json
+
+from juqueue.broker.leases import Leases
+from juqueue.controller.lifecycle import RunLifecycle
+from juqueue.controller.publisher import Publisher
+from juqueue.controller.state import ControllerState, RunState
+from juqueue.status import RunStatus, StopReason
+
+
+class UserActions:
+    def __init__(self, state: ControllerState, lifecycle: RunLifecycle, publisher: Publisher, leases: Leases) -> None:
+        self.s = state
+        self.lifecycle = lifecycle
+        self.publisher = publisher
+        self.leases = leases
+
+    def cancel_runs(self, gids: list[str]) -> list[str]:
+        done = []
+        for gid in gids:
+            run = self.s.runs.get(gid)
+            if run is None or run.status.is_final:
+                continue
+            if run.status == RunStatus.QUEUED:
+                self.lifecycle.cancel_queued(run)
+            else:
+                self.stop_attempt(run, StopReason.CANCEL, "cancelled by the user")
+            done.append(gid)
+        return done
+
+    def stop_attempt(self, run: RunState, reason: StopReason, detail: str) -> None:
+        """Two-phase: the stop is committed, then an unclaimed attempt is fenced (it never
+        starts) or the worker is told to stop the run's process group."""
+        s = self.s
+        self.lifecycle.record_stop(run, reason, detail)
+        s.commit()
+        if self.leases.fence_unclaimed(run.gid, run.attempt):
+            self.lifecycle.end_attempt(run, 0, s.now(), True, detail, run.node)
+            return
+        spec = s.config.clusters.get(run.cluster)
+        self.publisher.send_control(run.node or "", {"op": "stop", "global_id": run.gid, "attempt": run.attempt, "reason": detail,
+                                                     "grace": spec.grace_period if spec else 30})
+
+    def requeue_runs(self, gids: list[str]) -> list[str]:
+        """FAILED or CANCELLED runs go back to QUEUED (a fresh retry budget), with the
+        definition the store holds now."""
+        s = self.s
+        rows = s.store.runs_by_id(gids)
+        done = []
+        now = s.now()
+        for gid in gids:
+            row = rows.get(gid)
+            if row is None or RunStatus(row.status) not in (RunStatus.FAILED, RunStatus.CANCELLED):
+                continue
+            run = RunState.from_row(row)
+            run.status, run.reason, run.exit_code, run.ended_at = RunStatus.QUEUED, "requeued by the user", None, None
+            run.retries_used, run.queued_at, run.node = 0, now, None
+            s.runs[gid] = run
+            s.final_status.pop(gid, None)
+            s.mark_run_dirty(run)
+            s.batch.event(gid, "requeued", run.attempt, None, "requeued by the user")
+            self.lifecycle.enqueue(run)
+            done.append(gid)
+        s.dirty_placement = True
+        return done
+
+    def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
+        """Apply a reload's result, then take new and changed queued runs into memory."""
+        s = self.s
+        summary = s.store.apply_definitions(result)
+        changed = set(summary.added) | set(summary.updated) | set(summary.undefined) | set(summary.redefined)
+        rows = s.store.runs_by_id(changed)
+        self.lifecycle.prefetch_statuses(d for row in rows.values() for d in json.loads(row.depends_on or "[]"))
+        queued = []
+        for gid, row in rows.items():
+            if RunStatus(row.status) == RunStatus.QUEUED:
+                s.runs[gid] = RunState.from_row(row)
+                queued.append(s.runs[gid])
+            elif gid in s.runs:
+                s.runs[gid].defined = row.defined
+        for run in queued:  # after all are in memory: they may depend on each other
+            self.lifecycle.enqueue(run)
+        s.definition_errors = [str(e) for e in result.errors]
+        s.dirty_placement = True
+        return {"added": summary.added, "updated": summary.updated, "undefined": summary.undefined,
+                "errors": s.definition_errors}

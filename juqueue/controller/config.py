@@ -1,0 +1,54 @@
+"""The controller's settings and its per-cluster submission health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from juqueue.definitions.models import ClusterSpec
+from juqueue.paths import WorkDir
+
+
+@dataclass
+class ControllerConfig:
+    work: WorkDir
+    clusters: dict[str, ClusterSpec]
+    tick_interval_s: float = 2.0
+    lease_ttl_s: float = 120.0
+    controller_silence_s: float = 600.0
+    coalesce_s: float = 0.02
+    start_timeout_s: float = 120.0  # a started node that never heartbeats is given up
+    max_start_failures: int = 3  # then submission to that cluster pauses with the reason
+    read_count: int = 5000
+    stop_escalate_s: float = 60.0
+    task_events: bool = False  # workers send Celery task events (Flower's task view)
+    store_retry_max_s: float = 30.0  # back-off ceiling while the store refuses commits
+
+
+@dataclass
+class ClusterHealth:
+    """Failed node starts pause a cluster's submission with a visible reason and a back-off."""
+
+    start_failures: int = 0
+    paused_reason: str | None = None
+    paused_until: float = 0.0
+
+    def start_failed(self, reason: str, now: float, max_failures: int) -> bool:
+        """Count a failed start; True when this one paused the cluster."""
+        self.start_failures += 1
+        if self.start_failures < max_failures:
+            return False
+        backoff = min(600.0, 30.0 * 2 ** (self.start_failures - max_failures))
+        self.paused_reason = f"{self.start_failures} node starts failed; last: {reason}"
+        self.paused_until = now + backoff
+        return True
+
+    def pause(self, reason: str, now: float, backoff_s: float) -> None:
+        self.paused_reason = reason
+        self.paused_until = now + backoff_s
+
+    def resume_if_due(self, now: float) -> bool:
+        if self.paused_reason and now >= self.paused_until:
+            self.paused_reason = None
+            return True
+        return False
+

@@ -1,0 +1,175 @@
+"""The fleet: starting nodes the policy asks for, noticing nodes that died or fell silent,
+and stopping nodes (two-phase: record every attempt's stop, then tell the worker)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from juqueue.backends.base import BackendError, NodeBackend
+from juqueue.controller.node_loss import NodeLoss
+from juqueue.controller.publisher import Publisher
+from juqueue.controller.lifecycle import RunLifecycle
+from juqueue.controller.state import ControllerState, NodeInfo
+from juqueue.definitions.models import ClusterSpec
+from juqueue.paths import write_json_atomic
+from juqueue.policy.scaling import ClusterLoad, idle_nodes_to_stop, nodes_to_start
+from juqueue.status import NodeState, StopReason
+from juqueue.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+class Fleet:
+    def __init__(self, state: ControllerState, lifecycle: RunLifecycle, loss: NodeLoss,
+                 backends: dict[str, NodeBackend], publisher: Publisher, namespace: str) -> None:
+        self.s = state
+        self.lifecycle = lifecycle
+        self.loss = loss
+        self.backends = backends
+        self.publisher = publisher
+        self.namespace = namespace
+        self._node_seq = 0
+
+    # ---------------------------------------------------------------- scale out
+    def scale_out(self, now: float) -> None:
+        s = self.s
+        for name, spec in s.config.clusters.items():
+            health = s.health[name]
+            if health.resume_if_due(now):
+                log.info("cluster %s: retrying submission after back-off", name)
+            nodes = [n for n in s.nodes.values() if n.cluster == name]
+            starting_free = sum(n.slots_total - len(n.runs) for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING))
+            load = ClusterLoad(
+                ready_queued=s.queue.ready_count(name), num_slots=spec.num_slots, max_jobs=spec.max_jobs,
+                free_slots_accepting=starting_free, live_nodes=len(nodes),
+            )
+            for _ in range(nodes_to_start(load, paused=health.paused_reason is not None)):
+                self.start_node(spec, now)
+
+    def _new_node_name(self, cluster: str, now: float) -> str:
+        self._node_seq += 1
+        return f"{cluster}-{int(now * 1000) % 10**9:09d}-{self._node_seq}"
+
+    def start_node(self, spec: ClusterSpec, now: float) -> None:
+        s = self.s
+        backend = self.backends[spec.type]
+        node = NodeInfo(name=self._new_node_name(spec.name, now), cluster=spec.name, backend=spec.type,
+                        token=secrets.token_hex(8), state=NodeState.PENDING, slots_total=spec.num_slots, created_at=now)
+        s.nodes[node.name] = node
+        s.batch.new_nodes.append({"name": node.name, "cluster": node.cluster, "backend": node.backend, "token": node.token,
+                                  "slots_total": node.slots_total, "created_at": now, **node.columns()})
+        try:
+            self._write_node_config(node, spec)
+        except OSError as exc:
+            self.loss.node_failed(node, f"work dir: {exc}", now)
+            self.start_failed(spec.name, f"work dir: {exc}", now)
+            return
+        s.commit()  # the token is in the store before the job exists
+        try:
+            started = backend.start_node(spec, node.name, node.token)
+        except BackendError as exc:
+            self.loss.node_failed(node, str(exc), now)
+            self.start_failed(spec.name, str(exc), now)
+            return
+        node.state, node.job_id, node.pid = NodeState.STARTING, started.job_id, started.pid
+        node.started_at = now
+        if started.time_limit_s:
+            node.time_limit_at = now + started.time_limit_s
+        s.mark_node_dirty(node)
+        log.info("started node %s (%s)", node.name, started.job_id or f"pid {started.pid}")
+
+    def _write_node_config(self, node: NodeInfo, spec: ClusterSpec) -> None:
+        s = self.s
+        write_json_atomic(
+            s.config.work.node_dir(node.name) / "node.json",
+            {"node": node.name, "token": node.token, "namespace": self.namespace, "version": __version__,
+             "cluster": spec.model_dump(), "lease_ttl_s": s.config.lease_ttl_s,
+             "controller_silence_s": s.config.controller_silence_s, "task_events": s.config.task_events},
+        )
+
+    def start_failed(self, cluster: str, reason: str, now: float) -> None:
+        health = self.s.health[cluster]
+        if health.start_failed(reason, now, self.s.config.max_start_failures):
+            log.error("cluster %s: pausing submission until %.0f: %s", cluster, health.paused_until, health.paused_reason)
+
+    def node_up(self, node: NodeInfo, now: float) -> None:
+        node.state = NodeState.UP
+        node.last_heartbeat = node.last_heartbeat or now
+        node.reason = None
+        self.s.health[node.cluster].start_failures = 0
+        self.s.maybe_idle(node, now)
+        self.s.mark_node_dirty(node)
+        self.s.dirty_placement = True
+
+    # ---------------------------------------------------------------- liveness
+    def check_liveness(self, now: float) -> None:
+        s = self.s
+        by_backend: dict[str, dict[str, tuple[str | None, int | None]]] = {}
+        for node in s.nodes.values():
+            if node.state != NodeState.PENDING:
+                by_backend.setdefault(node.backend, {})[node.name] = (node.job_id, node.pid)
+        for kind, nodes in by_backend.items():
+            backend = self.backends.get(kind)
+            if backend is None:
+                continue
+            for name, live in backend.liveness(nodes).items():
+                self._judge(s.nodes[name], backend, live.alive, live.reason, live.time_left_s, now)
+
+    def _judge(self, node: NodeInfo, backend: NodeBackend, alive: bool, why: str, time_left_s: float | None, now: float) -> None:
+        spec = self.s.config.clusters.get(node.cluster)
+        if time_left_s is not None:
+            node.time_limit_at = now + time_left_s
+        if not alive:
+            failure = self.s.config.work.node_dir(node.name) / "failure"
+            reason = failure.read_text().strip() if failure.exists() else why
+            if node.state == NodeState.STARTING:
+                self.loss.node_failed(node, reason, now)
+                self.start_failed(node.cluster, reason, now)
+            else:
+                self.loss.node_gone(node, reason, now)
+            return
+        timeout = spec.heartbeat_timeout if spec else 30.0
+        silent = node.last_heartbeat is not None and now - node.last_heartbeat > timeout
+        if node.state in (NodeState.UP, NodeState.DRAINING, NodeState.STOPPING) and silent:
+            log.warning("node %s silent for %.0f s: ending it", node.name, now - (node.last_heartbeat or now))
+            backend.stop_node(node.name, node.job_id, node.pid)
+            if backend.loss_confirmed_by_scheduler:
+                # Its runs are requeued once the scheduler confirms the job gone (next poll).
+                node.state, node.reason = NodeState.STOPPING, f"no heartbeat for {timeout:.0f} s; job cancelled"
+                node.stop_sent_at = now
+                self.s.mark_node_dirty(node)
+            else:
+                self.loss.node_gone(node, f"no heartbeat for {timeout:.0f} s", now)
+        elif (node.state == NodeState.STARTING and not backend.loss_confirmed_by_scheduler and node.started_at
+              and now - node.started_at > self.s.config.start_timeout_s):
+            backend.stop_node(node.name, node.job_id, node.pid)
+            self.loss.node_failed(node, f"worker did not come up within {self.s.config.start_timeout_s:.0f} s", now)
+            self.start_failed(node.cluster, node.reason or "", now)
+        elif node.state == NodeState.STOPPING and node.stop_sent_at and now - node.stop_sent_at > self.s.config.stop_escalate_s:
+            backend.stop_node(node.name, node.job_id, node.pid)
+
+    # ---------------------------------------------------------------- stops
+    def stop_idle_nodes(self, now: float) -> None:
+        s = self.s
+        for name, spec in s.config.clusters.items():
+            idle = {n.name: n.idle_since for n in s.nodes.values()
+                    if n.cluster == name and n.state in (NodeState.UP, NodeState.DRAINING) and not n.runs and n.idle_since is not None}
+            accepting = {n for n in idle if s.nodes[n].state == NodeState.UP}
+            for node_name in idle_nodes_to_stop(idle, now, spec.idle_timeout, ready_waiting=s.queue.ready_count(name),  # type: ignore[arg-type]
+                                                accepting=accepting):
+                self.request_node_stop(s.nodes[node_name], StopReason.NODE_STOP, "idle", now)
+
+    def request_node_stop(self, node: NodeInfo, reason: StopReason, detail: str, now: float) -> None:
+        """Two-phase: record the stop of every attempt, then ask the worker to shut down."""
+        s = self.s
+        for gid in node.runs:
+            run = s.runs.get(gid)
+            if run is not None and run.status.is_live:
+                self.lifecycle.record_stop(run, reason, f"node stopped ({detail})")
+        node.state = NodeState.STOPPING
+        node.reason = f"stopping: {detail}"
+        node.stop_sent_at = now
+        s.mark_node_dirty(node)
+        s.commit()
+        self.publisher.send_control(node.name, {"op": "shutdown", "reason": detail})

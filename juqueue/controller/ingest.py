@@ -1,0 +1,139 @@
+"""Event ingest: what workers report on the stream (started, exited, heartbeat, rejected,
+node failed) applied to memory and the pending batch.
+
+An exit is final only once its node shows life after it (its next heartbeat): SLURM's
+SIGTERM reaches a run and its worker at once, so an exit 0 may be a kill in disguise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from juqueue.controller.fleet import Fleet
+from juqueue.controller.lifecycle import RunLifecycle
+from juqueue.controller.node_loss import NodeLoss
+from juqueue.controller.publisher import Publisher
+from juqueue.controller.state import ControllerState, NodeInfo
+from juqueue.events import EXITED, HEARTBEAT, NODE_FAILED, REJECTED, STARTED, Event
+from juqueue.status import NodeState, RunStatus, StopReason
+from juqueue.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+class EventIngest:
+    def __init__(self, state: ControllerState, lifecycle: RunLifecycle, fleet: Fleet, loss: NodeLoss, publisher: Publisher) -> None:
+        self.s = state
+        self.lifecycle = lifecycle
+        self.fleet = fleet
+        self.loss = loss
+        self.publisher = publisher
+
+    def apply(self, ev: Event, now: float) -> None:
+        if ev.type == STARTED:
+            self._on_started(ev)
+        elif ev.type == EXITED:
+            self._on_exited(ev, now)
+        elif ev.type == HEARTBEAT:
+            self._on_heartbeat(ev, now)
+        elif ev.type == REJECTED:
+            self._on_rejected(ev, now)
+        elif ev.type == NODE_FAILED:
+            node = self.s.nodes.get(ev.node)
+            if node is not None:
+                node.reason = ev.reason
+                self.s.mark_node_dirty(node)
+
+    def _on_rejected(self, ev: Event, now: float) -> None:
+        run = self.s.runs.get(ev.global_id)
+        if run is not None and run.attempt == ev.attempt and run.status == RunStatus.ASSIGNED:
+            self.lifecycle.end_attempt(run, 0, now, True, f"rejected by {ev.node}: {ev.reason}", ev.node)
+
+    def _on_started(self, ev: Event) -> None:
+        s = self.s
+        run = s.runs.get(ev.global_id)
+        if run is None or run.attempt != ev.attempt:
+            return
+        run.pid, run.pstart, run.started, run.started_ts = ev.pid, ev.pstart, True, ev.ts
+        s.attempt_columns(run).update({"slot": ev.slot, "pid": ev.pid, "pgid_start": ev.pstart, "started_at": ev.ts, "node": ev.node})
+        if run.status == RunStatus.ASSIGNED:
+            run.status = RunStatus.RUNNING
+            run.started_at = ev.ts
+            s.mark_run_dirty(run)
+            s.batch.event(run.gid, "running", ev.attempt, ev.node, f"slot {ev.slot}, pid {ev.pid}", ev.ts)
+        node = s.nodes.get(ev.node)
+        if node is not None and node.state == NodeState.STARTING:
+            self.fleet.node_up(node, ev.ts)
+
+    def _on_exited(self, ev: Event, now: float) -> None:
+        s = self.s
+        run = s.runs.get(ev.global_id)
+        if run is None or run.attempt != ev.attempt or not run.status.is_live:
+            s.batch.attempts.setdefault((ev.global_id, ev.attempt), {}).update({"ended_at": ev.ts, "exit_code": ev.exit_code})
+            return
+        node = s.nodes.get(ev.node)
+        if node is not None:
+            node.runs.discard(run.gid)
+            self._note_node_flags(node, ev, now)
+            s.maybe_idle(node, now)
+            s.dirty_placement = True
+        if ev.interrupted and run.stop_reason is None:
+            draining = node is not None and node.state == NodeState.DRAINING
+            self.lifecycle.record_stop(run, StopReason.WALL_TIME if draining else StopReason.NODE_STOP, ev.reason or "node stopping")
+        if ev.interrupted or run.stop_reason is not None:
+            self.lifecycle.end_attempt(run, ev.exit_code, ev.ts, True, run.stop_detail or ev.reason or "node stopping", ev.node)
+        elif node is None or node.state in (NodeState.STOPPING, NodeState.GONE):
+            self.lifecycle.end_attempt(run, ev.exit_code, ev.ts, True, "node going away", ev.node)
+        else:
+            run.exit_pending = (ev.exit_code, ev.ts, ev.node)
+            s.pending_exits.setdefault(ev.node, set()).add(run.gid)
+
+    def _on_heartbeat(self, ev: Event, now: float) -> None:
+        s = self.s
+        node = s.nodes.get(ev.node)
+        if node is None:
+            return
+        node.last_heartbeat = now
+        if ev.version and ev.version != __version__:
+            node.reason = f"worker runs JuQueue {ev.version}, the controller {__version__}"
+            self.publisher.send_control(node.name, {"op": "shutdown", "reason": node.reason})
+            self.loss.node_failed(node, node.reason, now)
+            return
+        if node.state == NodeState.STARTING:
+            self.fleet.node_up(node, now)
+        self._note_node_flags(node, ev, now)
+        s.mark_node_dirty(node)
+        self._settle_unreported(node, ev, now)
+        for gid in list(s.pending_exits.get(node.name, ())):
+            run = s.runs.get(gid)
+            if run is None or run.exit_pending is None or run.exit_pending[2] != node.name:
+                continue
+            code, ended, _ = run.exit_pending
+            self.lifecycle.end_attempt(run, code, ended, ev.stopping, "node stopping" if ev.stopping else None, node.name)
+
+    def _settle_unreported(self, node: NodeInfo, ev: Event, now: float) -> None:
+        """A started attempt the worker no longer lists has ended: if its exit event was lost
+        (the broker was down when it was sent), its exit file still tells how."""
+        reported = set(ev.running)
+        for gid in list(node.runs):
+            run = self.s.runs.get(gid)
+            if run is None or not run.started or run.exit_pending is not None or f"{gid}|{run.attempt}" in reported:
+                continue
+            if run.started_ts is None or run.started_ts >= ev.ts:
+                continue  # started after the worker took this list: not a sign of anything
+            if self.lifecycle.settle_from_exit_file(run, now):
+                log.info("%s attempt %s: exit event lost, settled from its exit file", gid, run.attempt)
+
+    def _note_node_flags(self, node: NodeInfo, ev: Event, now: float) -> None:
+        """A worker that says it is draining or going away takes no new runs."""
+        if ev.stopping and node.state in (NodeState.STARTING, NodeState.UP, NodeState.DRAINING):
+            node.state = NodeState.STOPPING
+            node.reason = node.reason or "worker shutting down"
+            node.stop_sent_at = node.stop_sent_at or now
+            self.s.mark_node_dirty(node)
+            self.s.dirty_placement = True
+        elif ev.draining and node.state in (NodeState.STARTING, NodeState.UP):
+            node.state = NodeState.DRAINING
+            node.reason = "draining (wall time near)"
+            self.s.mark_node_dirty(node)
+            self.s.dirty_placement = True
