@@ -33,9 +33,11 @@ class Event:
     running: list[str] = field(default_factory=list)  # heartbeat: "gid|attempt"
     version: str = ""
     reason: str = ""
+    work_dir: bool = False  # rejected/exited: the work dir refused a write (ENOSPC, EACCES, ...)
+    no_devices: bool = False  # rejected: the run needs CUDA devices this node does not have
 
     _ints: ClassVar[set[str]] = {"attempt", "slot", "pid", "pstart", "exit_code"}
-    _bools: ClassVar[set[str]] = {"interrupted", "stopping", "draining"}
+    _bools: ClassVar[set[str]] = {"interrupted", "stopping", "draining", "work_dir", "no_devices"}
 
     def encode(self) -> dict[str, str]:
         """Only fields that differ from their defaults travel (this runs twice per run)."""

@@ -72,9 +72,10 @@ class ServerRuntime:
         self.lock.acquire()
         self.token = load_or_create_token(self.work)
         self.port = choose_port(self.opts.host, self.opts.port)
+        # The store first: a store this version refuses must not leave a broker behind.
+        self.store = Store(make_engine(self.opts.db_url, self.work.root))
         broker_url = self._start_broker()
         write_atomic(self.work.broker_url_file, broker_url + "\n", mode=0o600)
-        self.store = Store(make_engine(self.opts.db_url, self.work.root))
         self.namespace = namespace_for(self.work.root)
         client = make_redis(broker_url, socket_timeout=10)
         app = make_celery_app(broker_url)

@@ -15,7 +15,7 @@ from juqueue.process_group import group_alive, kill_group, process_start_time, s
 
 __all__ = [
     "build_argv", "build_env", "group_alive", "kill_group", "process_start_time", "shell_exit_code",
-    "signal_group", "start_run",
+    "signal_group", "start_run", "WorkDirError",
 ]
 
 
@@ -44,10 +44,25 @@ def build_env(base: dict[str, str], spec: dict, extra: dict[str, str]) -> dict[s
     return env
 
 
+class WorkDirError(OSError):
+    """The work dir refused a write the attempt needs (its logs): not the command's failure."""
+
+
 def start_run(argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, cpus: list[int] | None) -> subprocess.Popen:
-    """Start the run as the leader of a new session (own process group)."""
-    stdout.parent.mkdir(parents=True, exist_ok=True)
-    with open(stdout, "ab") as out, open(stderr, "ab") as err:
+    """Start the run as the leader of a new session (own process group).
+
+    Raises WorkDirError when its log files cannot be made, OSError when the command itself
+    cannot start (a missing binary)."""
+    out = None
+    try:
+        stdout.parent.mkdir(parents=True, exist_ok=True)
+        out = open(stdout, "ab")
+        err = open(stderr, "ab")
+    except OSError as exc:
+        if out is not None:
+            out.close()
+        raise WorkDirError(exc.errno, f"work dir: {exc}") from exc
+    with out, err:
         preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         return subprocess.Popen(
             argv,

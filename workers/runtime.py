@@ -148,18 +148,32 @@ class NodeRuntime:
         return extra, cpus
 
     def _run(self, live: LiveAttempt, spec: dict) -> None:
-        os.makedirs(spec["log_dir"], exist_ok=True)  # the run dir too
-        extra, cpus = self._slot_env(spec, live.slot)
+        try:
+            os.makedirs(spec["log_dir"], exist_ok=True)  # the run dir too
+        except OSError as exc:
+            self._give_back(live, f"work dir: {exc}", work_dir=True)
+            return
+        try:
+            extra, cpus = self._slot_env(spec, live.slot)
+        except ValueError as exc:  # the node lacks the devices the run needs
+            self._give_back(live, f"no CUDA devices for this run: {exc}", no_devices=True)
+            return
         env = process.build_env(self._base_env, spec, extra)
         try:
             proc = process.start_run(
                 process.build_argv(spec), env, Path(spec["run_dir"]), Path(spec["stdout"]), Path(spec["stderr"]), cpus
             )
+        except process.WorkDirError as exc:
+            self._give_back(live, str(exc), work_dir=True)
+            return
         except OSError as exc:
             # The command could not start at all (missing binary): the command's own failure.
-            Path(spec["stderr"]).parent.mkdir(parents=True, exist_ok=True)
-            with open(spec["stderr"], "a") as err:
-                err.write(f"juqueue: could not start {spec['cmd'][0]!r}: {exc}\n")
+            try:
+                with open(spec["stderr"], "a") as err:
+                    err.write(f"juqueue: could not start {spec['cmd'][0]!r}: {exc}\n")
+            except OSError as log_exc:
+                self._give_back(live, f"work dir: {log_exc}", work_dir=True)
+                return
             self._finish(live, spec, 127, time.time())
             return
         live.proc = proc
@@ -176,16 +190,36 @@ class NodeRuntime:
         kill_group(proc.pid, None)
         self._finish(live, spec, process.shell_exit_code(returncode), time.time())
 
+    def _give_back(self, live: LiveAttempt, reason: str, work_dir: bool = False, no_devices: bool = False) -> None:
+        """The claimed attempt cannot start here for a reason that is not its command's: the
+        controller requeues it without spending a retry (and learns about the node)."""
+        log.warning("%s attempt %s not started: %s", live.global_id, live.attempt, reason)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            self.leases.release(live.global_id, live.attempt, self.node, client=pipe)
+            pipe.xadd(self.keys.events, Event(type=REJECTED, global_id=live.global_id, attempt=live.attempt, reason=reason,
+                                              work_dir=work_dir, no_devices=no_devices, node=self.node, ts=time.time()).encode(),
+                      maxlen=self.config.max_event_stream, approximate=True)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not report %s: %s", live.global_id, exc)
+
     def _finish(self, live: LiveAttempt, spec: dict, exit_code: int, ended_at: float) -> None:
         interrupted = bool(live.stop_reason) or self.stopping
+        reason = live.stop_reason or ""
+        work_dir = False
         # One small write into the log dir the attempt already has; a reader that finds it
         # half-written (a crash mid-write) sees no exit, which is what happened.
-        with open(spec["exit_file"], "w") as fh:
-            fh.write(json.dumps({"exit_code": exit_code, "ended_at": ended_at, "node": self.node,
-                                 "attempt": live.attempt, "interrupted": interrupted}))
+        try:
+            with open(spec["exit_file"], "w") as fh:
+                fh.write(json.dumps({"exit_code": exit_code, "ended_at": ended_at, "node": self.node,
+                                     "attempt": live.attempt, "interrupted": interrupted}))
+        except OSError as exc:
+            # An end that cannot be recorded is not a result: the run goes again.
+            interrupted, work_dir, reason = True, True, f"work dir: could not record the end: {exc}"
         event = Event(
             type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
-            interrupted=interrupted, ts=ended_at, reason=live.stop_reason or "",
+            interrupted=interrupted, ts=ended_at, reason=reason, work_dir=work_dir,
             stopping=self.stopping, draining=self.draining, node=self.node,
         )
         try:

@@ -31,6 +31,24 @@ class ClusterHealth:
     start_failures: int = 0
     paused_reason: str | None = None
     paused_until: float = 0.0
+    work_dir_failures: int = 0  # attempts the work dir refused since the last good start
+    device_probes: int = 0  # nodes started for runs that need CUDA devices no live node has
+
+    @property
+    def placement_blocked(self) -> bool:
+        """A work dir that refuses writes stops placement too, not only submission."""
+        return self.paused_reason is not None and self.work_dir_failures > 0
+
+    def work_dir_failed(self, reason: str, now: float) -> None:
+        """Pause the cluster: attempts would only be interrupted again. Retried after a
+        back-off (2 s doubling to 60 s); a start that succeeds lifts the pause."""
+        self.work_dir_failures += 1
+        self.pause(reason, now, min(60.0, 2.0 * 2 ** (self.work_dir_failures - 1)))
+
+    def attempt_started(self) -> None:
+        if self.work_dir_failures:
+            self.work_dir_failures = 0
+            self.paused_reason = None
 
     def start_failed(self, reason: str, now: float, max_failures: int) -> bool:
         """Count a failed start; True when this one paused the cluster."""

@@ -8,6 +8,8 @@ from juqueue.controller.state import ControllerState
 from juqueue.policy.placement import NodeView, place_runs
 from juqueue.status import NodeState, RunStatus
 
+NO_DEVICES_REASON = "waiting for a node with CUDA devices: the live nodes of its cluster have none"
+
 
 class Dispatch:
     def __init__(self, state: ControllerState, publisher: Publisher) -> None:
@@ -17,19 +19,26 @@ class Dispatch:
     def place(self, now: float) -> None:
         s = self.s
         s.dirty_placement = False
+        for health in s.health.values():
+            health.resume_if_due(now)
         free: dict[str, int] = {}
         for n in s.nodes.values():
             if n.state == NodeState.UP:
                 free[n.cluster] = free.get(n.cluster, 0) + max(0, n.slots_total - len(n.runs))
-        ready = {c: s.queue.head(c, free.get(c, 0)) for c in s.queue.clusters()}
-        views = [
-            NodeView(n.name, n.cluster, n.slots_total, len(n.runs), accepting=n.state == NodeState.UP,
-                     time_left_s=(n.time_limit_at - now) if n.time_limit_at else None)
-            for n in s.nodes.values()
-        ]
+        ready = {c: s.queue.head(c, s.queue.ready_count(c) if s.has_device_less_node(c) else free.get(c, 0))
+                 for c in s.queue.clusters() if c not in s.health or not s.health[c].placement_blocked}
+        # Runs that need CUDA devices never go to a node that showed it has none.
+        needs_devices = {c: [g for g in gids if s.runs[g].needs_cuda] for c, gids in ready.items()}
+        others = {c: [g for g in gids if not s.runs[g].needs_cuda] for c, gids in ready.items()}
         min_left = max((spec.grace_period + 60 for spec in s.config.clusters.values()), default=0)
+        placed = place_runs(needs_devices, self._views(now, with_devices_only=True), min_time_left_s=min_left)
+        used: dict[str, int] = {}
+        for _gid, node_name in placed:
+            used[node_name] = used.get(node_name, 0) + 1
+        placed += place_runs(others, self._views(now, used=used), min_time_left_s=min_left)
+        self._note_device_waits(needs_devices, {g for g, _ in placed})
         to_publish: list[Assignment] = []
-        for gid, node_name in place_runs(ready, views, min_time_left_s=min_left):
+        for gid, node_name in placed:
             run, node = s.runs[gid], s.nodes[node_name]
             s.queue.remove(gid)
             run.attempt += 1
@@ -43,3 +52,24 @@ class Dispatch:
         if to_publish:
             s.commit()  # the store knows the attempt before any worker can see it
             self.publisher.publish(to_publish)
+
+    def _views(self, now: float, with_devices_only: bool = False, used: dict[str, int] | None = None) -> list[NodeView]:
+        used = used or {}
+        return [
+            NodeView(n.name, n.cluster, n.slots_total, len(n.runs) + used.get(n.name, 0), accepting=n.state == NodeState.UP,
+                     time_left_s=(n.time_limit_at - now) if n.time_limit_at else None)
+            for n in self.s.nodes.values() if not (with_devices_only and n.no_devices)
+        ]
+
+    def _note_device_waits(self, needs_devices: dict[str, list[str]], placed: set[str]) -> None:
+        """Say why a run that needs devices waits when every live node lacks them."""
+        s = self.s
+        for cluster, gids in needs_devices.items():
+            if not s.all_nodes_device_less(cluster):
+                continue
+            for gid in gids:
+                if gid not in placed:
+                    run = s.runs[gid]
+                    if run.reason != NO_DEVICES_REASON:
+                        run.reason = NO_DEVICES_REASON
+                        s.mark_run_dirty(run)

@@ -38,13 +38,21 @@ class Fleet:
             health = s.health[name]
             if health.resume_if_due(now):
                 log.info("cluster %s: retrying submission after back-off", name)
-            nodes = [n for n in s.nodes.values() if n.cluster == name]
+            nodes = [n for n in s.nodes.values() if n.cluster == name and n.state.is_live]  # a node lost in this batch bills nothing
             starting_free = sum(n.slots_total - len(n.runs) for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING))
+            # Runs that need devices no live node has are not demand, except for one node
+            # started to look for devices (the next may have them; the same job script rarely does).
+            starved = s.device_starved_runs(name)
             load = ClusterLoad(
-                ready_queued=s.queue.ready_count(name), num_slots=spec.num_slots, max_jobs=spec.max_jobs,
+                ready_queued=s.queue.ready_count(name) - starved, num_slots=spec.num_slots, max_jobs=spec.max_jobs,
                 free_slots_accepting=starting_free, live_nodes=len(nodes),
             )
-            for _ in range(nodes_to_start(load, paused=health.paused_reason is not None)):
+            paused = health.paused_reason is not None
+            wanted = nodes_to_start(load, paused=paused)
+            if starved and not wanted and not paused and health.device_probes < 1 and len(nodes) < spec.max_jobs:
+                health.device_probes += 1
+                wanted = 1
+            for _ in range(wanted):
                 self.start_node(spec, now)
 
     def _new_node_name(self, cluster: str, now: float) -> str:

@@ -45,9 +45,23 @@ class EventIngest:
                 self.s.mark_node_dirty(node)
 
     def _on_rejected(self, ev: Event, now: float) -> None:
-        run = self.s.runs.get(ev.global_id)
+        s = self.s
+        run = s.runs.get(ev.global_id)
+        node = s.nodes.get(ev.node)
+        if ev.no_devices and node is not None and not node.no_devices:
+            node.no_devices = True
+            node.reason = f"no CUDA devices ({ev.reason})"
+            s.mark_node_dirty(node)
+        if run is not None and ev.work_dir:
+            self._work_dir_failed(run.cluster, ev.reason, now)
         if run is not None and run.attempt == ev.attempt and run.status == RunStatus.ASSIGNED:
             self.lifecycle.end_attempt(run, 0, now, True, f"rejected by {ev.node}: {ev.reason}", ev.node)
+
+    def _work_dir_failed(self, cluster: str, reason: str, now: float) -> None:
+        health = self.s.health.get(cluster)
+        if health is not None:
+            health.work_dir_failed(reason if reason.startswith("work dir") else f"work dir: {reason}", now)
+            log.error("cluster %s paused: %s", cluster, health.paused_reason)
 
     def _on_started(self, ev: Event) -> None:
         s = self.s
@@ -56,6 +70,11 @@ class EventIngest:
             return
         run.pid, run.pstart, run.started, run.started_ts = ev.pid, ev.pstart, True, ev.ts
         s.attempt_columns(run).update({"slot": ev.slot, "pid": ev.pid, "pgid_start": ev.pstart, "started_at": ev.ts, "node": ev.node})
+        health = s.health.get(run.cluster)
+        if health is not None:
+            health.attempt_started()
+            if run.needs_cuda:
+                health.device_probes = 0
         if run.status == RunStatus.ASSIGNED:
             run.status = RunStatus.RUNNING
             run.started_at = ev.ts
@@ -77,7 +96,9 @@ class EventIngest:
             self._note_node_flags(node, ev, now)
             s.maybe_idle(node, now)
             s.dirty_placement = True
-        if ev.interrupted and run.stop_reason is None:
+        if ev.work_dir:
+            self._work_dir_failed(run.cluster, ev.reason, now)
+        if ev.interrupted and run.stop_reason is None and not ev.work_dir:
             draining = node is not None and node.state == NodeState.DRAINING
             self.lifecycle.record_stop(run, StopReason.WALL_TIME if draining else StopReason.NODE_STOP, ev.reason or "node stopping")
         if ev.interrupted or run.stop_reason is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from juqueue.controller.clock import Clock
 from juqueue.controller.config import ClusterHealth, ControllerConfig
@@ -44,6 +45,10 @@ class RunState:
     stop_reason: StopReason | None = None  # recorded before the stop is sent (two-phase)
     stop_detail: str | None = None  # the words shown with it
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
+
+    @cached_property
+    def needs_cuda(self) -> bool:
+        return bool((json.loads(self.spec_json).get("executor") or {}).get("cuda"))
 
     @classmethod
     def from_row(cls, row: RunRow) -> "RunState":
@@ -84,6 +89,7 @@ class NodeInfo:
     runs: set[str] = field(default_factory=set)  # gids with an assigned or running attempt here
     idle_since: float | None = None
     stop_sent_at: float | None = None
+    no_devices: bool = False  # a run needing CUDA devices found none here
 
     @classmethod
     def from_row(cls, row: NodeRow) -> "NodeInfo":
@@ -145,6 +151,19 @@ class ControllerState:
     def attempt_columns(self, run: RunState) -> dict:
         """The pending column updates of the run's current attempt (created on first use)."""
         return self.batch.attempts.setdefault((run.gid, run.attempt), {})
+
+    def has_device_less_node(self, cluster: str) -> bool:
+        return any(n.no_devices for n in self.nodes.values() if n.cluster == cluster)
+
+    def all_nodes_device_less(self, cluster: str) -> bool:
+        nodes = [n for n in self.nodes.values() if n.cluster == cluster and n.state.is_live]
+        return bool(nodes) and all(n.no_devices for n in nodes)
+
+    def device_starved_runs(self, cluster: str) -> int:
+        """Ready runs that need CUDA devices while every live node of the cluster has none."""
+        if not self.all_nodes_device_less(cluster):
+            return 0
+        return sum(1 for g in self.queue.head(cluster, self.queue.ready_count(cluster)) if self.runs[g].needs_cuda)
 
     def maybe_idle(self, node: NodeInfo, now: float) -> None:
         if not node.runs and node.idle_since is None:

@@ -7,6 +7,8 @@ every finished run as it was (not rerun), and run what was still queued.
 
 from __future__ import annotations
 
+import os
+
 import json
 import shutil
 import sqlite3
@@ -94,7 +96,22 @@ def test_serve_refuses_a_store_newer_than_it_knows(workspace):
     assert "schema version 999 (written by juqueue 99.0)" in log, log[-3000:]
     assert f"up to version {LATEST_VERSION}" in log and "Upgrade juqueue" in log and "another work dir" in log
     assert "Traceback" not in log
+    assert not _processes_of(work), "a refused store left processes behind (the broker?)"
     assert _dump(work / "juqueue.db") == before  # content unchanged (the journal mode may be)
+
+
+def _processes_of(work: Path) -> list[str]:
+    """Command lines of live processes that name the work dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(work).encode() in cmdline:
+                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
 
 
 def _dump(db: Path) -> list[str]:

@@ -28,7 +28,7 @@ class RunSelection(BaseModel):
 
 
 def run_to_dict(row: RunRow) -> dict:
-    """The stable JSON shape users' scripts depend on (DESIGN.md, `runs --json`)."""
+    """The stable JSON shape users' scripts depend on (`runs --json`; documented in the README)."""
     return {
         "experiment": row.experiment, "id": row.run_id, "global_id": row.global_id, "status": row.status,
         "attempt": row.attempt, "exit_code": row.exit_code, "node": row.node, "cluster": row.cluster,
