@@ -140,7 +140,7 @@ class Controller:
             {"name": n.name, "cluster": n.cluster, "type": n.backend, "state": n.state.value,
              "slots_used": len(n.runs), "slots_total": n.slots_total, "runs": sorted(n.runs),
              "job_id": n.job_id, "reason": n.reason, "last_heartbeat": n.last_heartbeat,
-             "started_at": n.started_at, "time_limit_at": n.time_limit_at}
+             "started_at": n.started_at, "time_limit_at": n.time_limit_at, "no_devices": n.no_devices}
             for n in sorted(self.s.nodes.values(), key=lambda n: n.name)
         ]
 
