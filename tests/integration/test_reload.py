@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 from helpers import Server, write_defs
 
 CLUSTERS = """
@@ -62,5 +65,51 @@ def test_bad_definitions_are_reported_and_change_nothing(workspace):
         assert resp["errors"] == []
         runs = {r["global_id"]: r for r in server.runs()}
         assert runs["good@b"]["defined"] is False and runs["good@a"]["defined"] is True
+    finally:
+        server.stop()
+
+
+FIXABLE = """
+experiment: fix
+cluster: local
+runs:
+  - {id: broken, cmd: ["sh", "-c", "echo old; exit 3"]}
+  - {id: long, cmd: ["sh", "-c", "echo long-old; sleep 4"]}
+"""
+
+FIXED = """
+experiment: fix
+cluster: local
+runs:
+  - {id: broken, cmd: ["sh", "-c", "echo new"]}
+  - {id: long, cmd: ["sh", "-c", "echo long-new"]}
+"""
+
+
+def test_requeue_and_later_starts_use_the_current_definition(workspace):
+    """A failed run fixed in its file and reloaded runs the new command when requeued; a run
+    that was live during the reload gets the new definition from a later reload."""
+    defs = write_defs(workspace / "defs", CLUSTERS, {"fix.yaml": FIXABLE})
+    server = Server(defs, workspace / "work").start()
+    try:
+        server.wait_for(lambda runs: any(r["id"] == "broken" and r["status"] == "failed" for r in runs)
+                        and any(r["id"] == "long" and r["status"] == "running" for r in runs), 60, "broken failed, long running")
+        (defs / "fix.yaml").write_text(FIXED)
+        assert server.api("POST", "/api/reload").json()["errors"] == []
+        server.cli("requeue", "fix@broken")
+        server.wait_all_final(timeout=60)
+        work = workspace / "work"
+        out = (work / "runs" / "fix" / "broken" / "logs" / "attempt-2.out").read_text()
+        assert out.strip() == "new", out
+        assert server.run("fix@broken")["status"] == "completed"
+        # `long` was live at the reload and kept its definition; the next reload takes the new one.
+        assert (work / "runs" / "fix" / "long" / "logs" / "attempt-1.out").read_text().strip() == "long-old"
+        assert server.api("POST", "/api/reload").json()["errors"] == []
+        conn = sqlite3.connect(work / "juqueue.db")
+        try:
+            (spec_json,) = conn.execute("SELECT spec_json FROM runs WHERE global_id = 'fix@long'").fetchone()
+        finally:
+            conn.close()
+        assert "long-new" in " ".join(json.loads(spec_json)["cmd"]), spec_json
     finally:
         server.stop()
