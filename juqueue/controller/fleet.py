@@ -57,7 +57,8 @@ class Fleet:
 
     def _new_node_name(self, cluster: str, now: float) -> str:
         self._node_seq += 1
-        return f"{cluster}-{int(now * 1000) % 10**9:09d}-{self._node_seq}"
+        # The random part keeps names unique across restarts (the time part wraps after days).
+        return f"{cluster}-{int(now * 1000) % 10**9:09d}-{self._node_seq}{secrets.token_hex(2)}"
 
     def start_node(self, spec: ClusterSpec, now: float) -> None:
         s = self.s
@@ -139,7 +140,12 @@ class Fleet:
             return
         timeout = spec.heartbeat_timeout if spec else 30.0
         silent = node.last_heartbeat is not None and now - node.last_heartbeat > timeout
-        if node.state in (NodeState.UP, NodeState.DRAINING, NodeState.STOPPING) and silent:
+        if silent and node.state == NodeState.STOPPING and backend.loss_confirmed_by_scheduler and node.stop_sent_at:
+            # Cancelled already: wait for the scheduler to confirm; ask again only after a while.
+            if now - node.stop_sent_at > self.s.config.stop_escalate_s:
+                backend.stop_node(node.name, node.job_id, node.pid)
+                node.stop_sent_at = now
+        elif node.state in (NodeState.UP, NodeState.DRAINING, NodeState.STOPPING) and silent:
             log.warning("node %s silent for %.0f s: ending it", node.name, now - (node.last_heartbeat or now))
             backend.stop_node(node.name, node.job_id, node.pid)
             if backend.loss_confirmed_by_scheduler:
@@ -156,6 +162,7 @@ class Fleet:
             self.start_failed(node.cluster, node.reason or "", now)
         elif node.state == NodeState.STOPPING and node.stop_sent_at and now - node.stop_sent_at > self.s.config.stop_escalate_s:
             backend.stop_node(node.name, node.job_id, node.pid)
+            node.stop_sent_at = now
 
     # ---------------------------------------------------------------- stops
     def stop_idle_nodes(self, now: float) -> None:
