@@ -10,7 +10,10 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from juqueue.policy.duration import parse_duration
+from juqueue.policy.scaling import ScalingPolicy
 
 
 class ExecutorSpec(BaseModel):
@@ -42,6 +45,8 @@ class RunSpec(BaseModel):
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     depends_on: list[str] = Field(default_factory=list)  # global ids: "experiment@run"
     max_retries: int = 0
+    movable: bool = True  # False: consolidation never interrupts it
+    duration: float | None = Field(None, ge=0)  # expected run time in seconds, when the user knows it
     source_file: str = ""
 
     @property
@@ -51,7 +56,14 @@ class RunSpec(BaseModel):
     def fingerprint(self) -> str:
         """Changes whenever anything that affects execution changes (not the source path)."""
         data = self.model_dump(exclude={"source_file"})
+        # Fields added later count only when set, so older stores keep their fingerprints.
+        for key, default in _LATER_DEFAULTS.items():
+            if data.get(key) == default:
+                data.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None}
 
 
 class DefinitionError(BaseModel):
@@ -105,7 +117,11 @@ class ClusterSpec(BaseModel):
     grace_period: float = Field(30.0, ge=0)  # seconds between SIGTERM and SIGKILL when a run is stopped
     heartbeat_interval: float = Field(5.0, gt=0)
     heartbeat_timeout: float = Field(30.0, gt=0)
-    scaling_policy: dict[str, object] | str | None = None  # kept for the scaler
+    scaling_policy: ScalingPolicy = ScalingPolicy.MAXIMIZE_RUNNING
+    min_saturation: float = Field(0.5, ge=0.0, le=1.0)  # for scaling_policy: min_saturation
+    consolidation: Literal["aggressive", "idle"] = "aggressive"
+    consolidate_after: float = Field(60.0, ge=0)  # seconds a surplus must last before runs are moved
+    move_cooldown: float = Field(1800.0, ge=0)  # seconds a moved run is not moved again
     env: dict[str, str] = Field(default_factory=dict)
     # local only (accepted from the original's files)
     cores: int | None = None
@@ -125,3 +141,18 @@ class ClusterSpec(BaseModel):
     job_name: str = "juqueue"
     signal_lead: int = Field(120, ge=0)  # seconds before the time limit the job is warned
     poll_interval: float = Field(30.0, gt=0)
+
+    @field_validator("scaling_policy", mode="before")
+    @classmethod
+    def _policy_name(cls, value: object) -> object:
+        """The original's files name the policy; a mapping {name: ...} is accepted too."""
+        if value is None:
+            return ScalingPolicy.MAXIMIZE_RUNNING
+        if isinstance(value, dict) and "name" in value:
+            return value["name"]
+        return value
+
+    @field_validator("consolidate_after", "move_cooldown", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from juqueue.definitions.models import ExecutorSpec, RunSpec
+from juqueue.policy.duration import parse_duration
 
 RUN_DIR = "{run_dir}"
 LOG_DIR = "{log_dir}"
@@ -133,6 +134,13 @@ class RunDef(BaseModel):
     check_heartbeat: bool = False  # accepted for compatibility; heartbeats are always on
     is_abstract: bool = False
     max_retries: int = Field(0, ge=0)  # new: automatic requeues after a failure (exit != 0)
+    movable: bool = True  # new: False keeps consolidation from ever interrupting the run
+    duration: float | None = None  # new: expected run time, seconds or "HH:MM:SS"
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
 
     @field_validator("cmd", mode="before")
     @classmethod
@@ -212,6 +220,8 @@ class RunDef(BaseModel):
             executor=self.executor.to_spec(),
             depends_on=self.dependency_ids(),
             max_retries=self.max_retries,
+            movable=self.movable,
+            duration=self.duration,
             source_file=source_file,
         )
 

@@ -22,7 +22,8 @@ from juqueue.definitions.validation import FileResult, errors_from_validation
 SKIP_DIRS = {"__pycache__", "node_modules"}
 CLUSTERS_FILE = "clusters.yaml"
 
-_RUN_FIELDS = ("cluster", "cmd", "parameters", "parameter_format", "executor", "depends_on", "max_retries")
+_RUN_FIELDS = ("cluster", "cmd", "parameters", "parameter_format", "executor", "depends_on", "max_retries",
+               "movable", "duration")
 
 
 class RunEntry(BaseModel):
@@ -38,6 +39,8 @@ class RunEntry(BaseModel):
     executor: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] | str | None = None
     max_retries: int | None = Field(None, ge=0)
+    movable: bool | None = None
+    duration: float | str | None = None
     matrix: dict[str, list[Any]] | None = None
 
 
@@ -133,6 +136,7 @@ def _add_run(fr: FileResult, name: str, run_id: str, fields: dict[str, Any], com
             parameter_format=fields["parameter_format"] or "argparse",
             executor=ExecutorDef(**fields["executor"]),
             depends_on=deps, max_retries=fields["max_retries"] or 0,
+            movable=True if fields["movable"] is None else fields["movable"], duration=fields["duration"],
         )
         fr.runs.append(run.to_spec(source_file=fr.file))
     except ValidationError as exc:
