@@ -22,12 +22,14 @@ class NodeView:
         return max(0, self.slots_total - self.slots_used) if self.accepting else 0
 
 
-def place_runs(queued: dict[str, list[str]], nodes: list[NodeView], min_time_left_s: float = 0.0) -> list[tuple[str, str]]:
+def place_runs(queued: dict[str, list[str]], nodes: list[NodeView], min_time_left_s: float = 0.0,
+               surplus: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """Assign queued runs (per cluster, in queue order) to free slots.
 
     Best fit: the fullest node with a free slot first, so partly used nodes fill up and
     empty ones can be released; a node about to hit its wall time is used only when no
-    fresher node has room.
+    fresher node has room. Surplus nodes (`ClusterPlan.surplus`) come after every other
+    node: attrition, so they empty by themselves instead of by moves.
     """
     free: dict[str, int] = {n.name: n.free for n in nodes}
     assignments: list[tuple[str, str]] = []
@@ -36,10 +38,10 @@ def place_runs(queued: dict[str, list[str]], nodes: list[NodeView], min_time_lef
         if not candidates or not gids:
             continue
 
-        def rank(n: NodeView) -> tuple[int, int, float, str]:
+        def rank(n: NodeView) -> tuple[int, int, int, float, str]:
             near_end = n.time_left_s is not None and n.time_left_s < min_time_left_s
             used = n.slots_total - free[n.name]
-            return (1 if near_end else 0, -used, -(n.time_left_s or float("inf")), n.name)
+            return (1 if near_end else 0, 1 if n.name in surplus else 0, -used, -(n.time_left_s or float("inf")), n.name)
 
         pending = iter(gids)
         exhausted = False

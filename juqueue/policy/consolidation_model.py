@@ -1,0 +1,144 @@
+"""The plain data consolidation decides over: what the controller (or the simulator) sees
+of each cluster at one instant, and the plan it gets back. No behaviour beyond arithmetic
+on a node's own slots, so a snapshot can be built by hand in a test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ConsolidationMode(str, Enum):
+    """`consolidation` in clusters.yaml."""
+
+    AGGRESSIVE = "aggressive"  # move runs off surplus nodes, release an empty surplus node at once
+    IDLE = "idle"  # never interrupt a run; an empty node goes after idle_timeout (idle_nodes_to_stop)
+
+
+class NodePhase(str, Enum):
+    """What consolidation needs of a node's state. Draining and stopping nodes are going away
+    anyway: they count neither as capacity nor as surplus, and take no moved run."""
+
+    ACCEPTING = "accepting"  # pending, starting or up: takes runs
+    DRAINING = "draining"
+    STOPPING = "stopping"
+
+
+class Refusal(str, Enum):
+    """Why a surplus lasts without a move: a stable short string for status and events."""
+
+    NO_ROOM = "no room"
+    COOLDOWN = "cooldown"
+    NOT_MOVABLE = "movable: false"
+    WAITING_FOR_RUNS = "waiting for runs to end"
+    LOSES_MORE = "a move would lose more than it saves"
+    TOO_SOON = "consolidate_after not reached"
+
+
+@dataclass(frozen=True)
+class RunOnNode:
+    """A live run (assigned or running) as consolidation weighs it."""
+
+    gid: str
+    attempt_started_at: float
+    slots: int = 1
+    movable: bool = True
+    moved_at: float | None = None  # its last move; None if never moved
+    expected_duration_s: float | None = None  # from policy.duration.expected_duration; None: unknown
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    name: str
+    slots_total: int
+    state: NodePhase = NodePhase.ACCEPTING
+    started_at: float | None = None  # when it began billing (worker up); None: pending, bills nothing yet
+    time_limit_at: float | None = None  # when its wall-time warning comes (it drains then); None: unlimited
+    runs: tuple[RunOnNode, ...] = ()
+    reserved_slots: int = 0  # already promised to runs being moved here
+
+    @property
+    def used_slots(self) -> int:
+        return sum(r.slots for r in self.runs) + self.reserved_slots
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.slots_total - self.used_slots)
+
+    @property
+    def pending(self) -> bool:
+        return self.started_at is None
+
+    @property
+    def is_empty(self) -> bool:
+        """No run and nothing promised: releasing it interrupts nothing."""
+        return not self.runs and self.reserved_slots == 0
+
+    def time_left_s(self, now: float) -> float:
+        return float("inf") if self.time_limit_at is None else self.time_limit_at - now
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    num_slots: int
+    max_jobs: int
+    mode: ConsolidationMode = ConsolidationMode.AGGRESSIVE
+    consolidate_after_s: float = 60.0
+    move_cooldown_s: float = 1800.0
+    grace_period_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    name: str
+    settings: ClusterSettings
+    target: int  # from scaling.target_nodes over live + ready slots
+    nodes: tuple[NodeSnapshot, ...] = ()
+    surplus_since: float | None = None  # ClusterPlan.surplus_since of the previous plan
+    emptying: str | None = None  # a node whose runs are being moved off, until its stop is confirmed
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    clusters: tuple[ClusterSnapshot, ...]
+
+
+@dataclass(frozen=True)
+class Move:
+    run: str
+    source: str
+    to: str  # reserve `slots` there before stopping the run
+    slots: int
+    lost_s: float  # the run's attempt time thrown away (for the `moved` event)
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """What to do in one cluster now. `surplus` always says which accepting nodes are above
+    the target (placement puts runs there last); `surplus_since` is what the caller keeps
+    and passes back in the next snapshot."""
+
+    cluster: str
+    target: int
+    surplus: tuple[str, ...] = ()
+    surplus_since: float | None = None
+    release: tuple[str, ...] = ()  # empty surplus nodes to stop now, pending ones (cancel) first
+    empty: str | None = None  # the node whose runs move now
+    moves: tuple[Move, ...] = ()
+    lost_s: float = 0.0  # node-seconds of work the moves throw away
+    saved_s: float = 0.0  # node-seconds they save (see consolidation_cost.saved_node_seconds)
+    refusal: Refusal | None = None  # set while a surplus node holds runs and none moves
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    clusters: tuple[ClusterPlan, ...]
+
+    def cluster(self, name: str) -> ClusterPlan:
+        return next(p for p in self.clusters if p.cluster == name)
+
+    @property
+    def surplus(self) -> frozenset[str]:
+        """Every surplus node: pass to placement.place_runs(surplus=...)."""
+        return frozenset(name for p in self.clusters for name in p.surplus)
