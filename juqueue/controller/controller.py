@@ -33,6 +33,7 @@ from juqueue.broker.leases import Leases
 from juqueue.controller.actions import UserActions
 from juqueue.controller.clock import Clock, SystemClock
 from juqueue.controller.config import ControllerConfig
+from juqueue.controller.consolidator import Consolidator
 from juqueue.controller.dispatch import Dispatch
 from juqueue.controller.fleet import Fleet
 from juqueue.controller.ingest import EventIngest
@@ -70,6 +71,7 @@ class Controller:
         self.dispatch = Dispatch(state, publisher)
         self.recovery = Recovery(state, self.lifecycle, self.loss, backends, stream, leases, generation)
         self.actions = UserActions(state, self.lifecycle, publisher, leases)
+        self.consolidator = Consolidator(state, self.fleet, self.loss, self.actions, backends)
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -101,6 +103,7 @@ class Controller:
 
     def start(self) -> None:
         self.recovery.load(at_start=True)
+        self.consolidator.adopt()
         self._thread = threading.Thread(target=self._loop, name="juqueue-controller", daemon=True)
         self._thread.start()
 
@@ -134,13 +137,18 @@ class Controller:
     def cluster_health(self) -> dict[str, str | None]:
         return {name: h.paused_reason for name, h in self.s.health.items()}
 
+    def clusters_snapshot(self) -> dict[str, dict]:
+        """Per cluster: target, policies, the consolidation under way and why a surplus waits."""
+        return {name: self.consolidator.status(name) for name in self.config.clusters}
+
     def nodes_snapshot(self) -> list[dict]:
         """Live nodes as the API shows them."""
         return [
             {"name": n.name, "cluster": n.cluster, "type": n.backend, "state": n.state.value,
              "slots_used": len(n.runs), "slots_total": n.slots_total, "runs": sorted(n.runs),
              "job_id": n.job_id, "reason": n.reason, "last_heartbeat": n.last_heartbeat,
-             "started_at": n.started_at, "time_limit_at": n.time_limit_at, "no_devices": n.no_devices}
+             "started_at": n.started_at, "time_limit_at": n.time_limit_at, "no_devices": n.no_devices,
+             "surplus": n.name in self.s.surplus}
             for n in sorted(self.s.nodes.values(), key=lambda n: n.name)
         ]
 
@@ -198,6 +206,7 @@ class Controller:
     def _rebuild(self) -> None:
         self.s.forget()
         self.recovery.load(at_start=False)
+        self.consolidator.adopt()
 
     def iterate(self, pending_first: bool) -> bool:
         """One batch: read, apply, act, commit, then acknowledge. Returns whether unacknowledged
@@ -212,14 +221,22 @@ class Controller:
         for _eid, data in entries:
             self.ingest.apply(Event.decode(data), now)
         self._run_commands()
-        if self._tick_due(now):
+        ticked = self._tick_due(now)
+        if ticked:
             self._tick(now)
         if self.s.dirty_placement and not self.s.stopping:
-            self.dispatch.place(now)
-            self.fleet.scale_out(now)
+            self._place_and_scale(now, moves_allowed=ticked)
         self.s.commit()
         self.stream.ack([eid for eid, _ in entries])
         return pending_first and len(entries) >= count
+
+    def _place_and_scale(self, now: float, moves_allowed: bool) -> None:
+        """Surplus first (placement puts runs there last), then placement, node starts up to
+        the target, and consolidation: empty surplus nodes go at once, moves only on ticks."""
+        self.consolidator.plan(now)
+        self.dispatch.place(now)
+        self.fleet.scale_out(now, {c: v.target for c, v in self.consolidator.views.items()})
+        self.consolidator.act(now, moves_allowed)
 
     def _run_commands(self) -> None:
         while True:

@@ -31,11 +31,21 @@ class Dispatch:
         needs_devices = {c: [g for g in gids if s.runs[g].needs_cuda] for c, gids in ready.items()}
         others = {c: [g for g in gids if not s.runs[g].needs_cuda] for c, gids in ready.items()}
         min_left = max((spec.grace_period + 60 for spec in s.config.clusters.values()), default=0)
-        placed = place_runs(needs_devices, self._views(now, with_devices_only=True), min_time_left_s=min_left)
+        surplus = frozenset(s.surplus)
+        placed = self._place_reserved()
+        moved = {g for g, _ in placed}
+        for lists in (needs_devices, others):
+            for c in lists:
+                lists[c] = [g for g in lists[c] if g not in moved and g not in s.moving]
         used: dict[str, int] = {}
         for _gid, node_name in placed:
             used[node_name] = used.get(node_name, 0) + 1
-        placed += place_runs(others, self._views(now, used=used), min_time_left_s=min_left)
+        found = place_runs(needs_devices, self._views(now, with_devices_only=True, used=used), min_time_left_s=min_left,
+                           surplus=surplus)
+        for _gid, node_name in found:
+            used[node_name] = used.get(node_name, 0) + 1
+        placed += found
+        placed += place_runs(others, self._views(now, used=used), min_time_left_s=min_left, surplus=surplus)
         self._note_device_waits(needs_devices, {g for g, _ in placed})
         to_publish: list[Assignment] = []
         for gid, node_name in placed:
@@ -53,10 +63,29 @@ class Dispatch:
             s.commit()  # the store knows the attempt before any worker can see it
             self.publisher.publish(to_publish)
 
+    def _place_reserved(self) -> list[tuple[str, str]]:
+        """Moved runs go to the slot reserved for them; a reservation on a node that no longer
+        takes runs is dropped and the run is placed like any other."""
+        s = self.s
+        out = []
+        for gid in list(s.moving):
+            run = s.runs.get(gid)
+            if run is None or run.move_to is None:
+                s.moving.discard(gid)
+                continue
+            if run.status != RunStatus.QUEUED or gid not in s.queue:
+                continue  # its attempt is not over yet
+            dest = s.nodes.get(run.move_to)
+            s.release_reservation(run)
+            if dest is not None and dest.state == NodeState.UP and len(dest.runs) < dest.slots_total:
+                out.append((gid, dest.name))
+        return out
+
     def _views(self, now: float, with_devices_only: bool = False, used: dict[str, int] | None = None) -> list[NodeView]:
         used = used or {}
         return [
-            NodeView(n.name, n.cluster, n.slots_total, len(n.runs) + used.get(n.name, 0), accepting=n.state == NodeState.UP,
+            NodeView(n.name, n.cluster, n.slots_total, len(n.runs) + used.get(n.name, 0) + self.s.reserved.get(n.name, 0),
+                     accepting=n.state == NodeState.UP,
                      time_left_s=(n.time_limit_at - now) if n.time_limit_at else None)
             for n in self.s.nodes.values() if not (with_devices_only and n.no_devices)
         ]

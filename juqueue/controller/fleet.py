@@ -32,7 +32,9 @@ class Fleet:
         self._node_seq = 0
 
     # ---------------------------------------------------------------- scale out
-    def scale_out(self, now: float) -> None:
+    def scale_out(self, now: float, targets: dict[str, int] | None = None) -> None:
+        """Start what the scaling policy's target asks for (and no node while a surplus node
+        has a free slot); `targets` None: as many as the ready runs need, up to max_jobs."""
         s = self.s
         for name, spec in s.config.clusters.items():
             health = s.health[name]
@@ -43,12 +45,16 @@ class Fleet:
             # Runs that need devices no live node has are not demand, except for one node
             # started to look for devices (the next may have them; the same job script rarely does).
             starved = s.device_starved_runs(name)
+            accepting = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING, NodeState.UP)]
             load = ClusterLoad(
                 ready_queued=s.queue.ready_count(name) - starved, num_slots=spec.num_slots, max_jobs=spec.max_jobs,
-                free_slots_accepting=starting_free, live_nodes=len(nodes),
+                free_slots_accepting=starting_free, live_nodes=len(nodes), accepting_nodes=len(accepting),
+                surplus_free_slots=sum(max(0, n.slots_total - len(n.runs) - s.reserved.get(n.name, 0))
+                                       for n in accepting if n.name in s.surplus and n.state == NodeState.UP),
             )
             paused = health.paused_reason is not None
-            wanted = nodes_to_start(load, paused=paused)
+            target = None if targets is None else targets.get(name)
+            wanted = nodes_to_start(load, paused=paused, target=target)
             if starved and not wanted and not paused and health.device_probes < 1 and len(nodes) < spec.max_jobs:
                 health.device_probes += 1
                 wanted = 1
@@ -104,6 +110,7 @@ class Fleet:
 
     def node_up(self, node: NodeInfo, now: float) -> None:
         node.state = NodeState.UP
+        node.up_at = node.up_at or now
         node.last_heartbeat = node.last_heartbeat or now
         node.reason = None
         self.s.health[node.cluster].start_failures = 0

@@ -101,7 +101,8 @@ class EventIngest:
         if ev.interrupted and run.stop_reason is None and not ev.work_dir:
             draining = node is not None and node.state == NodeState.DRAINING
             self.lifecycle.record_stop(run, StopReason.WALL_TIME if draining else StopReason.NODE_STOP, ev.reason or "node stopping")
-        if ev.interrupted or run.stop_reason is not None:
+        # A run that ended before a move's SIGTERM reached it decides itself (it must not rerun).
+        if ev.interrupted or run.stop_reason not in (None, StopReason.MOVE):
             self.lifecycle.end_attempt(run, ev.exit_code, ev.ts, True, run.stop_detail or ev.reason or "node stopping", ev.node)
         elif node is None or node.state in (NodeState.STOPPING, NodeState.GONE):
             self.lifecycle.end_attempt(run, ev.exit_code, ev.ts, True, "node going away", ev.node)

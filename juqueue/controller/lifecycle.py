@@ -69,6 +69,9 @@ class RunLifecycle:
             detail = f"exit code {exit_code}" if not interrupted else f"interrupted: {why} (exit code {exit_code})"
             s.batch.event(run.gid, kind, run.attempt, node_name, detail, ended_at)
         run.node = None if run.status == RunStatus.QUEUED else run.node
+        if run.status != RunStatus.QUEUED:
+            s.release_reservation(run)
+            s.note_completed(run)
         s.mark_run_dirty(run)
         s.dirty_placement = True
         if run.status.is_final:
@@ -82,7 +85,7 @@ class RunLifecycle:
         data = read_json(self.s.config.work.exit_file(run.experiment, run.run_id, run.attempt))
         if not data or data.get("attempt") not in (None, run.attempt):
             return False
-        interrupted = bool(data.get("interrupted")) or run.stop_reason is not None
+        interrupted = bool(data.get("interrupted")) or (run.stop_reason not in (None, StopReason.MOVE))
         self.end_attempt(run, int(data["exit_code"]), float(data.get("ended_at") or now), interrupted,
                          run.stop_detail or "exit file", data.get("node"))
         return True

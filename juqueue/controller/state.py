@@ -46,9 +46,25 @@ class RunState:
     stop_detail: str | None = None  # the words shown with it
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
 
+    moved_at: float | None = None  # when consolidation last moved it (its cooldown)
+    move_to: str | None = None  # the node holding a slot reserved for its next attempt
+
     @cached_property
+    def _spec(self) -> dict:
+        return json.loads(self.spec_json)
+
+    @property
     def needs_cuda(self) -> bool:
-        return bool((json.loads(self.spec_json).get("executor") or {}).get("cuda"))
+        return bool((self._spec.get("executor") or {}).get("cuda"))
+
+    @property
+    def movable(self) -> bool:
+        return bool(self._spec.get("movable", True))
+
+    @property
+    def duration_s(self) -> float | None:
+        value = self._spec.get("duration")
+        return float(value) if value is not None else None
 
     @classmethod
     def from_row(cls, row: RunRow) -> "RunState":
@@ -90,6 +106,8 @@ class NodeInfo:
     idle_since: float | None = None
     stop_sent_at: float | None = None
     no_devices: bool = False  # a run needing CUDA devices found none here
+    up_at: float | None = None  # when its worker first reported (it bills from about then)
+    emptying: bool = False  # consolidation is moving its runs away; then it is stopped
 
     @classmethod
     def from_row(cls, row: NodeRow) -> "NodeInfo":
@@ -138,6 +156,34 @@ class ControllerState:
         self.pending_exits: dict[str, set[str]] = {}  # node -> runs whose exit waits for the node's next sign of life
         self.finalized: set[str] = set()
         self.batch = WriteBatch()
+        self.reserved: dict[str, int] = {}  # node -> slots promised to runs being moved there
+        self.surplus: set[str] = set()  # nodes above their cluster's target: placed on last
+        self.moving: set[str] = set()  # runs with a reserved slot (move_to)
+        self.durations: dict[str, list[float]] = {}  # experiment -> run times of completed runs
+
+    def reserve(self, run: RunState, node: str) -> None:
+        """A slot on `node` is promised to the run's next attempt; no other run gets it."""
+        self.release_reservation(run)
+        run.move_to = node
+        self.reserved[node] = self.reserved.get(node, 0) + 1
+        self.moving.add(run.gid)
+
+    def release_reservation(self, run: RunState) -> None:
+        if run.move_to is not None:
+            left = self.reserved.get(run.move_to, 0) - 1
+            if left > 0:
+                self.reserved[run.move_to] = left
+            else:
+                self.reserved.pop(run.move_to, None)
+            run.move_to = None
+        self.moving.discard(run.gid)
+
+    def note_completed(self, run: RunState) -> None:
+        """A completed run's time feeds its experiment's median (expected durations)."""
+        if run.status == RunStatus.COMPLETED and run.started_at is not None and run.ended_at is not None:
+            times = self.durations.setdefault(run.experiment, [])
+            times.append(max(0.0, run.ended_at - run.started_at))
+            del times[:-200]
 
     def now(self) -> float:
         return self.clock.time()

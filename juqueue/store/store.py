@@ -200,6 +200,32 @@ class Store:
         with self.session() as s:
             return {r.global_id: r for r in s.execute(select(RunRow).where(RunRow.global_id.in_(gids))).scalars()}  # type: ignore[attr-defined]
 
+    def last_moves(self, gids: Iterable[str]) -> dict[str, float]:
+        """When each run was last moved by consolidation (its move cooldown survives a restart)."""
+        gids = list(gids)
+        if not gids:
+            return {}
+        when = func.coalesce(AttemptRow.ended_at, AttemptRow.started_at, AttemptRow.published_at)
+        stmt = (select(AttemptRow.global_id, func.max(when))
+                .where(AttemptRow.global_id.in_(gids), AttemptRow.stop_reason == "move")  # type: ignore[attr-defined]
+                .group_by(AttemptRow.global_id))
+        with self.session() as s:
+            return {gid: float(ts) for gid, ts in s.execute(stmt).all() if ts is not None}
+
+    def completed_durations(self, experiments: Iterable[str], limit: int = 200) -> dict[str, list[float]]:
+        """Run times of each experiment's latest completed runs: the basis of expected durations."""
+        out: dict[str, list[float]] = {}
+        with self.session() as s:
+            for exp in set(experiments):
+                rows = s.execute(
+                    select(RunRow.started_at, RunRow.ended_at)
+                    .where(RunRow.experiment == exp, RunRow.status == RunStatus.COMPLETED.value,
+                           RunRow.started_at.is_not(None), RunRow.ended_at.is_not(None))  # type: ignore[union-attr]
+                    .order_by(RunRow.ended_at.desc()).limit(limit)  # type: ignore[union-attr]
+                ).all()
+                out[exp] = [max(0.0, e - st) for st, e in rows]
+        return out
+
     def statuses(self, gids: Iterable[str]) -> dict[str, RunStatus]:
         gids = list(gids)
         if not gids:

@@ -1,0 +1,221 @@
+"""Consolidation carried out: the controller's view turned into the policy's snapshot, and
+the plan it returns acted on (empty surplus nodes released, runs moved off one node at a time).
+
+The decisions are `juqueue.policy.consolidation.plan_consolidation`'s; this module only
+gathers, re-checks and acts. A move is two-phase and fenced like every stop: the reason
+(`StopReason.MOVE`) and the destination are recorded, a slot is reserved on the destination,
+the run gets SIGTERM and its grace period, and its next attempt goes to the reserved slot only
+once the first is over. The emptied node takes no run meanwhile and is stopped once empty.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from juqueue.backends.base import NodeBackend
+from juqueue.controller.actions import UserActions
+from juqueue.controller.fleet import Fleet
+from juqueue.controller.node_loss import NodeLoss
+from juqueue.controller.state import ControllerState, NodeInfo, RunState
+from juqueue.policy.consolidation import plan_consolidation
+from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
+                                                NodePhase, NodeSnapshot, Plan, RunOnNode, Snapshot)
+from juqueue.policy.duration import expected_duration
+from juqueue.policy.scaling import target_nodes
+from juqueue.status import NodeState, StopReason
+
+log = logging.getLogger(__name__)
+
+EMPTYING_REASON = "emptying: its runs move to other nodes (consolidation)"
+_PHASE = {NodeState.PENDING: NodePhase.ACCEPTING, NodeState.STARTING: NodePhase.ACCEPTING,
+          NodeState.UP: NodePhase.ACCEPTING, NodeState.DRAINING: NodePhase.DRAINING,
+          NodeState.STOPPING: NodePhase.STOPPING}
+
+
+@dataclass
+class ClusterView:
+    """What consolidation remembers per cluster between plans (and shows in status)."""
+
+    target: int = 0
+    surplus_since: float | None = None
+    emptying: str | None = None
+    emptying_since: float | None = None
+    moves: list[dict] = field(default_factory=list)
+    refusal: str | None = None
+    proposal: tuple | None = None  # the last plan's (node, moves): acted on once seen twice
+
+
+class Consolidator:
+    def __init__(self, state: ControllerState, fleet: Fleet, loss: NodeLoss, actions: UserActions,
+                 backends: dict[str, NodeBackend]) -> None:
+        self.s = state
+        self.fleet = fleet
+        self.loss = loss
+        self.actions = actions
+        self.backends = backends
+        self.views: dict[str, ClusterView] = {}
+
+    def view(self, cluster: str) -> ClusterView:
+        return self.views.setdefault(cluster, ClusterView())
+
+    # ---------------------------------------------------------------- gather
+    def demand_slots(self, cluster: str) -> int:
+        """Slots of live runs plus ready runs; runs waiting on dependencies or held are not demand."""
+        s = self.s
+        live = sum(len(n.runs) for n in s.nodes.values() if n.cluster == cluster)
+        pending = sum(len(s.pending_exits.get(n.name, ())) for n in s.nodes.values() if n.cluster == cluster)
+        return live + pending + s.queue.ready_count(cluster) - s.device_starved_runs(cluster)
+
+    def targets(self) -> dict[str, int]:
+        out = {}
+        for name, spec in self.s.config.clusters.items():
+            out[name] = target_nodes(self.demand_slots(name), spec.num_slots, spec.max_jobs,
+                                     spec.scaling_policy, spec.min_saturation)
+            self.view(name).target = out[name]
+        return out
+
+    def _expected(self, run: RunState) -> float | None:
+        return expected_duration(run.duration_s, self.s.durations.get(run.experiment, ()))
+
+    def _run_on_node(self, run: RunState, now: float) -> RunOnNode:
+        started = run.started_ts if run.started_ts is not None else (run.started_at or now)
+        return RunOnNode(run.gid, started, movable=run.movable, moved_at=run.moved_at,
+                         expected_duration_s=self._expected(run))
+
+    def _node_snapshot(self, node: NodeInfo, now: float) -> NodeSnapshot:
+        s = self.s
+        spec = s.config.clusters.get(node.cluster)
+        runs = tuple(self._run_on_node(s.runs[g], now) for g in sorted(node.runs) if g in s.runs)
+        warning = None
+        if node.time_limit_at is not None and spec is not None:
+            warning = node.time_limit_at - (spec.signal_lead if spec.type == "slurm" else 0)
+        # Exits waiting for the node's next heartbeat keep it from looking empty.
+        held = s.reserved.get(node.name, 0) + len(s.pending_exits.get(node.name, ()))
+        phase = _PHASE.get(node.state, NodePhase.STOPPING)
+        return NodeSnapshot(node.name, node.slots_total, phase, started_at=node.up_at, time_limit_at=warning,
+                            runs=runs, reserved_slots=held)
+
+    def snapshot(self, now: float, targets: dict[str, int]) -> Snapshot:
+        s = self.s
+        clusters = []
+        for name, spec in s.config.clusters.items():
+            view = self.view(name)
+            settings = ClusterSettings(spec.num_slots, spec.max_jobs, ConsolidationMode(spec.consolidation),
+                                       spec.consolidate_after, spec.move_cooldown, spec.grace_period)
+            nodes = tuple(self._node_snapshot(n, now) for n in s.nodes.values() if n.cluster == name)
+            clusters.append(ClusterSnapshot(name, settings, targets[name], nodes, view.surplus_since, view.emptying))
+        return Snapshot(tuple(clusters))
+
+    def plan(self, now: float) -> Plan:
+        """The plan for now; it also refreshes which nodes are surplus (placement uses them last)."""
+        self._settle_emptying(now)
+        plan = plan_consolidation(self.snapshot(now, self.targets()), now)
+        self.s.surplus = set(plan.surplus)
+        for cp in plan.clusters:
+            self.view(cp.cluster).surplus_since = cp.surplus_since
+        return plan
+
+    # ---------------------------------------------------------------- act
+    def act(self, now: float, moves_allowed: bool) -> None:
+        """Release empty surplus nodes at once; move runs (on ticks only, when the plan held
+        since the previous tick: the re-check before acting)."""
+        if self.s.stopping:
+            return
+        plan = self.plan(now)
+        for cp in plan.clusters:
+            self._note_refusal(cp)
+            for name in cp.release:
+                node = self.s.nodes.get(name)
+                if node is not None and node.state.is_live:
+                    self._release(node, now)
+            if moves_allowed:
+                self._maybe_move(cp, now)
+
+    def _release(self, node: NodeInfo, now: float) -> None:
+        backend = self.backends.get(node.backend)
+        if node.up_at is None and node.state in (NodeState.PENDING, NodeState.STARTING) and backend is not None \
+                and backend.loss_confirmed_by_scheduler:
+            # A job still waiting in the scheduler's queue bills nothing: cancel it.
+            log.info("consolidation: cancelling surplus job of %s before it starts", node.name)
+            backend.stop_node(node.name, node.job_id, node.pid)
+            self.loss.node_gone(node, "surplus: cancelled before it started", now)
+            return
+        log.info("consolidation: releasing empty surplus node %s", node.name)
+        self.fleet.request_node_stop(node, StopReason.NODE_STOP, "surplus (consolidation)", now)
+
+    def _maybe_move(self, cp: ClusterPlan, now: float) -> None:
+        view = self.view(cp.cluster)
+        proposal = (cp.empty, tuple((m.run, m.to) for m in cp.moves)) if cp.empty else None
+        previous, view.proposal = view.proposal, proposal
+        if proposal is None or proposal != previous:
+            return
+        view.proposal = None
+        node = self.s.nodes[cp.empty]  # type: ignore[index]
+        node.emptying = True
+        node.state, node.reason = NodeState.DRAINING, EMPTYING_REASON
+        self.s.mark_node_dirty(node)
+        view.emptying, view.emptying_since = node.name, now
+        view.moves = [{"run": m.run, "to": m.to} for m in cp.moves]
+        log.info("consolidation: emptying %s (saves %.0f node-s, loses %.0f): %s", node.name, cp.saved_s, cp.lost_s,
+                 ", ".join(f"{m.run} -> {m.to}" for m in cp.moves))
+        for move in cp.moves:
+            run = self.s.runs[move.run]
+            run.moved_at = now
+            self.s.reserve(run, move.to)
+            self.s.batch.event(run.gid, "moved", run.attempt, node.name,
+                               f"from {node.name} to {move.to}, lost {move.lost_s:.0f} s")
+            self.actions.stop_attempt(run, StopReason.MOVE, f"moved to {move.to} (consolidation)")
+        self.s.dirty_placement = True
+
+    def _settle_emptying(self, now: float) -> None:
+        """An emptied node is stopped once its last run is gone; the cluster may empty the next
+        node once that stop is confirmed (the node left memory)."""
+        for name, view in self.views.items():
+            if view.emptying is None:
+                continue
+            node = self.s.nodes.get(view.emptying)
+            if node is None or not node.state.is_live:
+                view.emptying, view.emptying_since, view.moves = None, None, []
+                continue
+            if node.emptying and node.state == NodeState.DRAINING and not node.runs \
+                    and not self.s.pending_exits.get(node.name):
+                self.fleet.request_node_stop(node, StopReason.NODE_STOP, "emptied (consolidation)", now)
+
+    def _note_refusal(self, cp: ClusterPlan) -> None:
+        view = self.view(cp.cluster)
+        text = f"{cp.refusal.value}: {cp.detail}" if cp.refusal is not None else None
+        if text != view.refusal:
+            if text is not None:
+                log.info("consolidation of %s waits: %s", cp.cluster, text)
+            view.refusal = text
+
+    # ---------------------------------------------------------------- bookkeeping
+    def adopt(self) -> None:
+        """After a (re)start: nodes being emptied keep being emptied; reservations died with the
+        old memory, so moved runs are queued normally when their attempt ends (said in the log)."""
+        for node in self.s.nodes.values():
+            if node.up_at is None and node.state in (NodeState.UP, NodeState.DRAINING, NodeState.STOPPING):
+                node.up_at = node.started_at or self.s.now()
+            if node.state == NodeState.DRAINING and (node.reason or "").startswith("emptying"):
+                node.emptying = True
+                view = self.view(node.cluster)
+                view.emptying, view.emptying_since = node.name, self.s.now()
+        moving = [r for r in self.s.runs.values() if r.stop_reason == StopReason.MOVE]
+        for run in moving:
+            log.info("%s: its move's reserved slot was dropped by the restart; it is queued normally", run.gid)
+        moved = self.s.store.last_moves(r.gid for r in self.s.runs.values())
+        for gid, when in moved.items():
+            self.s.runs[gid].moved_at = when
+        experiments = {r.experiment for r in self.s.runs.values()}
+        self.s.durations.update(self.s.store.completed_durations(experiments))
+
+    def status(self, cluster: str) -> dict:
+        spec = self.s.config.clusters[cluster]
+        view = self.view(cluster)
+        consolidating = None
+        if view.emptying is not None:
+            consolidating = {"node": view.emptying, "since": view.emptying_since, "moves": list(view.moves)}
+        return {"target_nodes": view.target, "scaling_policy": spec.scaling_policy.value,
+                "consolidation": spec.consolidation, "consolidating": consolidating, "surplus_reason": view.refusal}
+
