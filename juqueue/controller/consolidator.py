@@ -43,6 +43,7 @@ class ClusterView:
     emptying_since: float | None = None
     moves: list[dict] = field(default_factory=list)
     refusal: str | None = None
+    refusal_kind: str | None = None
     proposal: tuple | None = None  # the last plan's (node, moves): acted on once seen twice
 
 
@@ -185,10 +186,12 @@ class Consolidator:
     def _note_refusal(self, cp: ClusterPlan) -> None:
         view = self.view(cp.cluster)
         text = f"{cp.refusal.value}: {cp.detail}" if cp.refusal is not None else None
-        if text != view.refusal:
+        kind = cp.refusal.value if cp.refusal is not None else None
+        if kind != view.refusal_kind:  # logged when the reason changes, not its figures
             if text is not None:
                 log.info("consolidation of %s waits: %s", cp.cluster, text)
-            view.refusal = text
+            view.refusal_kind = kind
+        view.refusal = text
 
     # ---------------------------------------------------------------- bookkeeping
     def adopt(self) -> None:

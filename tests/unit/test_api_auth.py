@@ -57,6 +57,10 @@ class FakeController:
     def cluster_health(self) -> dict:
         return {"local": None}
 
+    def clusters_snapshot(self) -> dict:
+        return {"local": {"target_nodes": 1, "scaling_policy": "maximize_running", "consolidation": "aggressive",
+                          "consolidating": None, "surplus_reason": None}}
+
 
 @pytest.fixture()
 def setup(tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.api.auth import require_token
 from juqueue.api.deps import ContextDep
@@ -11,17 +12,24 @@ from juqueue.version import __version__
 
 router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_token)])
 
-NODE_KEYS = ("name", "state", "slots_used", "slots_total", "runs", "job_id", "reason")
+NODE_KEYS = ("name", "state", "slots_used", "slots_total", "runs", "job_id", "reason", "surplus", "no_devices")
 
 
-@router.get("/status", summary="Run counts, clusters with their nodes, definition errors")
+@router.get("/status", summary="Run counts, clusters with their nodes, definition errors, store errors")
 def get_status(ctx: ContextDep) -> dict:
-    counts = {s.value: 0 for s in RunStatus}
-    counts.update(ctx.store.status_counts())
     c = ctx.controller
-    nodes, health, errors = c.call(lambda: (c.nodes_snapshot(), c.cluster_health(), list(c.definition_errors)))
+    counts: dict[str, int] | None = {s.value: 0 for s in RunStatus}
+    store_error = _controller_store_error(c)  # set by the controller while the store refuses its commits
+    try:
+        counts.update(ctx.store.status_counts())  # type: ignore[union-attr]
+    except SQLAlchemyError as exc:  # the store cannot be read: say so, and answer anyway
+        counts = None
+        store_error = _controller_store_error(c) or f"store unavailable: {_first_line(exc)}"
+    # served by the controller thread, also while it waits for the store
+    nodes, health, errors, scaling = c.call(
+        lambda: (c.nodes_snapshot(), c.cluster_health(), list(c.definition_errors), c.clusters_snapshot()))
     clusters: dict[str, dict] = {
-        name: {"name": name, "type": spec.type, "paused_reason": health.get(name), "nodes": []}
+        name: {"name": name, "type": spec.type, "paused_reason": health.get(name), **scaling.get(name, {}), "nodes": []}
         for name, spec in ctx.clusters.items()
     }
     for node in nodes:
@@ -29,4 +37,13 @@ def get_status(ctx: ContextDep) -> dict:
                                                       "paused_reason": health.get(node["cluster"]), "nodes": []})
         entry["nodes"].append({k: node.get(k) for k in NODE_KEYS})
     return {"counts": counts, "clusters": list(clusters.values()), "definition_errors": errors,
-            "version": __version__, "flower_url": ctx.flower_url}
+            "version": __version__, "flower_url": ctx.flower_url, "store_error": store_error or _controller_store_error(c)}
+
+
+def _controller_store_error(c: object) -> str | None:
+    """The controller's "store unavailable: ..." (a plain attribute: no `call`, any thread)."""
+    return getattr(c, "store_error", None)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
