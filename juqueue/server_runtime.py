@@ -51,6 +51,7 @@ class ServerRuntime:
         self.def_dir = opts.def_dir.resolve()
         self.lock = WorkDirLock(self.work)
         self.broker: EmbeddedBroker | None = None
+        self.backends: dict = {}
         self.beat: subprocess.Popen | None = None
         self.flower: subprocess.Popen | None = None
         self.controller: Controller | None = None
@@ -79,13 +80,9 @@ class ServerRuntime:
         self.namespace = namespace_for(self.work.root)
         client = make_redis(broker_url, socket_timeout=10)
         app = make_celery_app(broker_url)
-        backends = {"local": LocalBackend(self.work)}
-        if any(c.type == "slurm" for c in self.clusters.values()):
-            from juqueue.backends.slurm import SlurmBackend
-
-            poll = min(c.poll_interval for c in self.clusters.values() if c.type == "slurm")
-            prefixes = {c.job_name for c in self.clusters.values() if c.type == "slurm"}
-            backends["slurm"] = SlurmBackend(self.work, poll_interval_s=poll, name_prefix=os.path.commonprefix(sorted(prefixes)))
+        backends: dict = {"local": LocalBackend(self.work)}
+        self.backends = backends
+        self._add_slurm_backend(self.clusters)
         become_subreaper()
         self.controller = Controller.on_redis(
             ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval, task_events=bool(self.opts.flower_port)),
@@ -112,16 +109,50 @@ class ServerRuntime:
         self.broker.start()
         return self.broker.settings.url(host)
 
+    def _add_slurm_backend(self, clusters: dict) -> None:
+        if "slurm" in self.backends or not any(c.type == "slurm" for c in clusters.values()):
+            return
+        from juqueue.backends.slurm import SlurmBackend
+
+        poll = min(c.poll_interval for c in clusters.values() if c.type == "slurm")
+        prefixes = {c.job_name for c in clusters.values() if c.type == "slurm"}
+        self.backends["slurm"] = SlurmBackend(self.work, poll_interval_s=poll, name_prefix=os.path.commonprefix(sorted(prefixes)))
+
+    def reload_clusters(self) -> tuple[dict, list[str]]:
+        """Re-read clusters.yaml and apply it; a file with errors changes nothing."""
+        from juqueue.definitions.clusters import load_clusters
+
+        assert self.controller is not None
+        path = self.def_dir / "clusters.yaml"
+        try:
+            new = load_clusters(path)
+        except ConfigError as exc:
+            return {}, [f"{exc} (clusters.yaml not applied)"]
+        first_slurm = sorted(n for n, c in new.items() if c.type == "slurm") if "slurm" not in self.backends else []
+        if first_slurm and self.broker is not None and _is_loopback(self.broker.host):
+            return {}, [f"{path}: cluster {first_slurm[0]!r} is the first slurm cluster, but the embedded broker listens on "
+                        f"{self.broker.host} only, which compute nodes cannot reach: restart `juqueue serve` (with "
+                        "--broker-host if needed) to add it; clusters.yaml was not applied"]
+        self._add_slurm_backend(new)
+        controller = self.controller
+        return controller.call(lambda: controller.apply_clusters(new)), []  # type: ignore[return-value]
+
     def reload(self) -> dict:
         from juqueue.definitions.evaluate import load_definitions
 
         assert self.controller is not None
+        cluster_changes, cluster_errors = self.reload_clusters()
         result = load_definitions(self.def_dir, set(self.clusters), timeout_s=60)
         if getattr(result, "aborted", False):
-            errors = [str(e) for e in result.errors]
+            errors = cluster_errors + [str(e) for e in result.errors]
             self.controller.definition_errors = errors
-            return {"added": [], "updated": [], "undefined": [], "errors": errors}
-        return self.controller.call(lambda: self.controller.apply_definitions(result))  # type: ignore[union-attr,return-value]
+            return {"added": [], "updated": [], "undefined": [], "errors": errors, "clusters": cluster_changes}
+        summary = self.controller.call(lambda: self.controller.apply_definitions(result))  # type: ignore[union-attr]
+        summary["errors"] = cluster_errors + summary["errors"]  # type: ignore[index]
+        summary["clusters"] = cluster_changes  # type: ignore[index]
+        if cluster_errors:
+            self.controller.definition_errors = summary["errors"]  # type: ignore[index]
+        return summary  # type: ignore[return-value]
 
     def request_stop(self, cancel_jobs: bool) -> dict:
         self._cancel_jobs = cancel_jobs

@@ -8,7 +8,9 @@ from juqueue.broker.leases import Leases
 from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.publisher import Publisher
 from juqueue.controller.state import ControllerState, RunState
-from juqueue.status import RunStatus, StopReason
+from juqueue.controller.config import ClusterHealth
+from juqueue.definitions.models import ClusterSpec
+from juqueue.status import NodeState, RunStatus, StopReason
 
 
 class UserActions:
@@ -87,3 +89,26 @@ class UserActions:
         s.dirty_placement = True
         return {"added": summary.added, "updated": summary.updated, "undefined": summary.undefined,
                 "errors": s.definition_errors}
+
+    def apply_clusters(self, clusters: dict[str, ClusterSpec]) -> dict[str, list[str]]:
+        """A reloaded clusters.yaml: settings apply at once (slot counts and backend fields to
+        nodes started from now on); a removed cluster's nodes drain, its queued runs wait."""
+        s = self.s
+        current = s.config.clusters
+        added = sorted(set(clusters) - set(current))
+        removed = sorted(set(current) - set(clusters))
+        changed = sorted(n for n in set(clusters) & set(current) if clusters[n] != current[n])
+        for name in removed:
+            del current[name]
+        current.update(clusters)
+        for name in added:
+            s.health.setdefault(name, ClusterHealth())
+        for node in s.nodes.values():
+            if node.cluster in removed and node.state in (NodeState.PENDING, NodeState.STARTING, NodeState.UP):
+                node.state, node.reason = NodeState.DRAINING, "draining: its cluster was removed from clusters.yaml"
+                s.mark_node_dirty(node)
+        for run in list(s.runs.values()):
+            if run.status == RunStatus.QUEUED and (run.cluster in removed or run.cluster in added):
+                self.lifecycle.enqueue(run)
+        s.dirty_placement = True
+        return {"added": added, "changed": changed, "removed": removed}

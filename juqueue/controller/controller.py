@@ -44,7 +44,7 @@ from juqueue.controller.recovery import Recovery
 from juqueue.controller.state import ControllerState
 from juqueue.events import Event
 from juqueue.status import NodeState, StopReason
-from juqueue.store.store import Store
+from juqueue.store.store import Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ class Controller:
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
         return self.actions.apply_definitions(result)
 
+    def apply_clusters(self, clusters: dict) -> dict:  # type: ignore[type-arg]
+        return self.actions.apply_clusters(clusters)
+
     def cluster_health(self) -> dict[str, str | None]:
         return {name: h.paused_reason for name, h in self.s.health.items()}
 
@@ -192,8 +195,12 @@ class Controller:
             self.store_error = f"store unavailable: {_first_line(exc)}"
             log.error("%s; retrying in %.1f s", self.store_error, delay)
             self._stop.wait(delay)
-            self._run_commands()
+            # What the store refused is never written later (say by a command's commit): it is
+            # derived again from the store and the unacknowledged events. A command that needs
+            # the store meanwhile fails with the store's error; the loop goes on waiting.
+            self.s.batch = WriteBatch()
             try:
+                self._run_commands()
                 self._rebuild()
             except SQLAlchemyError as again:
                 exc = again

@@ -174,9 +174,15 @@ class Fleet:
     # ---------------------------------------------------------------- stops
     def stop_idle_nodes(self, now: float) -> None:
         s = self.s
+        for node in list(s.nodes.values()):  # nodes of a cluster removed from clusters.yaml
+            if node.cluster not in s.config.clusters and node.state in (NodeState.UP, NodeState.DRAINING) \
+                    and not node.runs and not s.pending_exits.get(node.name):
+                self.request_node_stop(node, StopReason.NODE_STOP, "its cluster was removed", now)
         for name, spec in s.config.clusters.items():
+            # A node holding a slot reserved for a run being moved there is not idle.
             idle = {n.name: n.idle_since for n in s.nodes.values()
-                    if n.cluster == name and n.state in (NodeState.UP, NodeState.DRAINING) and not n.runs and n.idle_since is not None}
+                    if n.cluster == name and n.state in (NodeState.UP, NodeState.DRAINING) and not n.runs
+                    and n.idle_since is not None and not s.reserved.get(n.name)}
             accepting = {n for n in idle if s.nodes[n].state == NodeState.UP}
             for node_name in idle_nodes_to_stop(idle, now, spec.idle_timeout, ready_waiting=s.queue.ready_count(name),  # type: ignore[arg-type]
                                                 accepting=accepting):

@@ -152,7 +152,7 @@ class RunLifecycle:
                 s.queue.add_waiting(run.gid, {d for d, st in statuses.items() if st != RunStatus.COMPLETED})
                 return
         if run.cluster not in s.config.clusters:
-            self.set_wait_reason(run, f"unknown cluster {run.cluster!r}")
+            self.set_wait_reason(run, f"waiting: cluster {run.cluster!r} is not in clusters.yaml")
             return
         s.queue.add_ready(run.gid, run.cluster)
         s.dirty_placement = True
