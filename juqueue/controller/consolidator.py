@@ -210,6 +210,10 @@ class Consolidator:
         moved = self.s.store.last_moves(r.gid for r in self.s.runs.values())
         for gid, when in moved.items():
             self.s.runs[gid].moved_at = when
+        # A move still under way: the store knows only when the attempt it interrupts started.
+        # The move was at most a grace period ago; its cooldown counts from now.
+        for run in moving:
+            run.moved_at = max(run.moved_at or 0.0, self.s.now())
         experiments = {r.experiment for r in self.s.runs.values()}
         self.s.durations.update(self.s.store.completed_durations(experiments))
 

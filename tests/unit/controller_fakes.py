@@ -228,8 +228,10 @@ class FakeBackend:
         return {name: self.alive.get(name, NodeLiveness(alive=True)) for name in nodes}
 
 
-def run_specs(n: int, cluster: str, experiment: str = "exp", max_retries: int = 0) -> list[RunSpec]:
-    return [RunSpec(experiment=experiment, id=f"r{i}", cluster=cluster, cmd=["true"], max_retries=max_retries) for i in range(n)]
+def run_specs(n: int, cluster: str, experiment: str = "exp", max_retries: int = 0, **fields: object) -> list[RunSpec]:
+    """`n` runs r0.. of one cluster; `fields` are further RunSpec fields (movable, duration, ...)."""
+    return [RunSpec(experiment=experiment, id=f"r{i}", cluster=cluster, cmd=["true"], max_retries=max_retries,
+                    **fields) for i in range(n)]  # type: ignore[arg-type]
 
 
 @dataclass
@@ -330,6 +332,7 @@ class Harness:
         self.controller = Controller(old.config, self.store, self.stream, self.leases, self.generation,  # type: ignore[arg-type]
                                      self.publisher, self.backends, namespace="test", clock=self.clock)  # type: ignore[arg-type]
         self.controller.recovery.load(at_start=True)
+        self.controller.consolidator.adopt()  # as Controller.start does
 
     def close(self) -> None:
         self.store.engine.dispose()
@@ -353,6 +356,7 @@ def build_harness(tmp_path: Path, clusters: list[ClusterSpec], runs: list[RunSpe
     controller = Controller(cfg, store, stream, leases, generation, publisher, backends,  # type: ignore[arg-type]
                             namespace="test", clock=clock)
     controller.recovery.load(at_start=True)
+    controller.consolidator.adopt()  # as Controller.start does
     return Harness(controller, store, clock, stream, generation, leases, publisher, backends)
 
 
