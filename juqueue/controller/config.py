@@ -33,6 +33,7 @@ class ClusterHealth:
     paused_until: float = 0.0
     work_dir_failures: int = 0  # attempts the work dir refused since the last good start
     device_probes: int = 0  # nodes started for runs that need CUDA devices no live node has
+    devices_missing: bool = False  # a node reported no CUDA devices; cleared when a run that needs them starts
 
     @property
     def placement_blocked(self) -> bool:

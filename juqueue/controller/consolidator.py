@@ -93,6 +93,8 @@ class Consolidator:
             warning = node.time_limit_at - (spec.signal_lead if spec.type == "slurm" else 0)
         # Exits waiting for the node's next heartbeat keep it from looking empty.
         held = s.reserved.get(node.name, 0) + len(s.pending_exits.get(node.name, ()))
+        if node.device_probe and not node.no_devices:
+            held += 1  # a node started to look for devices is not surplus before it looked
         phase = _PHASE.get(node.state, NodePhase.STOPPING)
         return NodeSnapshot(node.name, node.slots_total, phase, started_at=node.up_at, time_limit_at=warning,
                             runs=runs, reserved_slots=held)

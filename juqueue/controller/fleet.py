@@ -57,7 +57,10 @@ class Fleet:
             wanted = nodes_to_start(load, paused=paused, target=target)
             if starved and not wanted and not paused and health.device_probes < 1 and len(nodes) < spec.max_jobs:
                 health.device_probes += 1
-                wanted = 1
+                probe = self.start_node(spec, now)
+                if probe is not None:
+                    probe.device_probe = True
+                continue
             for _ in range(wanted):
                 self.start_node(spec, now)
 
@@ -66,7 +69,7 @@ class Fleet:
         # The random part keeps names unique across restarts (the time part wraps after days).
         return f"{cluster}-{int(now * 1000) % 10**9:09d}-{self._node_seq}{secrets.token_hex(2)}"
 
-    def start_node(self, spec: ClusterSpec, now: float) -> None:
+    def start_node(self, spec: ClusterSpec, now: float) -> NodeInfo | None:
         s = self.s
         backend = self.backends[spec.type]
         node = NodeInfo(name=self._new_node_name(spec.name, now), cluster=spec.name, backend=spec.type,
@@ -79,20 +82,21 @@ class Fleet:
         except OSError as exc:
             self.loss.node_failed(node, f"work dir: {exc}", now)
             self.start_failed(spec.name, f"work dir: {exc}", now)
-            return
+            return None
         s.commit()  # the token is in the store before the job exists
         try:
             started = backend.start_node(spec, node.name, node.token)
         except BackendError as exc:
             self.loss.node_failed(node, str(exc), now)
             self.start_failed(spec.name, str(exc), now)
-            return
+            return None
         node.state, node.job_id, node.pid = NodeState.STARTING, started.job_id, started.pid
         node.started_at = now
         if started.time_limit_s:
             node.time_limit_at = now + started.time_limit_s
         s.mark_node_dirty(node)
         log.info("started node %s (%s)", node.name, started.job_id or f"pid {started.pid}")
+        return node
 
     def _write_node_config(self, node: NodeInfo, spec: ClusterSpec) -> None:
         s = self.s

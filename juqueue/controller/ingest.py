@@ -48,6 +48,8 @@ class EventIngest:
         s = self.s
         run = s.runs.get(ev.global_id)
         node = s.nodes.get(ev.node)
+        if ev.no_devices and run is not None and run.cluster in s.health:
+            s.health[run.cluster].devices_missing = True
         if ev.no_devices and node is not None and not node.no_devices:
             node.no_devices = True
             node.reason = f"no CUDA devices ({ev.reason})"
@@ -74,13 +76,15 @@ class EventIngest:
         if health is not None:
             health.attempt_started()
             if run.needs_cuda:
-                health.device_probes = 0
+                health.device_probes, health.devices_missing = 0, False
         if run.status == RunStatus.ASSIGNED:
             run.status = RunStatus.RUNNING
             run.started_at = ev.ts
             s.mark_run_dirty(run)
             s.batch.event(run.gid, "running", ev.attempt, ev.node, f"slot {ev.slot}, pid {ev.pid}", ev.ts)
         node = s.nodes.get(ev.node)
+        if node is not None:
+            node.device_probe = False  # it ran something: it has shown what it has
         if node is not None and node.state == NodeState.STARTING:
             self.fleet.node_up(node, ev.ts)
 

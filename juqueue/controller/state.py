@@ -108,6 +108,7 @@ class NodeInfo:
     no_devices: bool = False  # a run needing CUDA devices found none here
     up_at: float | None = None  # when its worker first reported (it bills from about then)
     emptying: bool = False  # consolidation is moving its runs away; then it is stopped
+    device_probe: bool = False  # started to look for CUDA devices: kept until it showed whether it has them
 
     @classmethod
     def from_row(cls, row: NodeRow) -> "NodeInfo":
@@ -202,11 +203,15 @@ class ControllerState:
         return any(n.no_devices for n in self.nodes.values() if n.cluster == cluster)
 
     def all_nodes_device_less(self, cluster: str) -> bool:
-        nodes = [n for n in self.nodes.values() if n.cluster == cluster and n.state.is_live]
-        return bool(nodes) and all(n.no_devices for n in nodes)
+        """A node of the cluster showed it has no devices, and no live node is known to have
+        them (or none is live: the next one is likely started from the same job script)."""
+        health = self.health.get(cluster)
+        if health is None or not health.devices_missing:
+            return False
+        return all(n.no_devices for n in self.nodes.values() if n.cluster == cluster and n.state.is_live)
 
     def device_starved_runs(self, cluster: str) -> int:
-        """Ready runs that need CUDA devices while every live node of the cluster has none."""
+        """Ready runs that need CUDA devices while no live node of the cluster has them."""
         if not self.all_nodes_device_less(cluster):
             return 0
         return sum(1 for g in self.queue.head(cluster, self.queue.ready_count(cluster)) if self.runs[g].needs_cuda)
