@@ -28,6 +28,7 @@ from juqueue.status import NodeState, StopReason
 log = logging.getLogger(__name__)
 
 EMPTYING_REASON = "emptying: its runs move to other nodes (consolidation)"
+EMPTIED_DETAIL = "emptied (consolidation)"
 _PHASE = {NodeState.PENDING: NodePhase.ACCEPTING, NodeState.STARTING: NodePhase.ACCEPTING,
           NodeState.UP: NodePhase.ACCEPTING, NodeState.DRAINING: NodePhase.DRAINING,
           NodeState.STOPPING: NodePhase.STOPPING}
@@ -167,7 +168,7 @@ class Consolidator:
             run.moved_at = now
             self.s.reserve(run, move.to)
             self.s.batch.event(run.gid, "moved", run.attempt, node.name,
-                               f"from {node.name} to {move.to}, lost {move.lost_s:.0f} s")
+                               f"from {node.name} to {move.to}, lost {move.lost_s:.0f} s", now)
             self.actions.stop_attempt(run, StopReason.MOVE, f"moved to {move.to} (consolidation)")
         self.s.dirty_placement = True
 
@@ -183,7 +184,7 @@ class Consolidator:
                 continue
             if node.emptying and node.state == NodeState.DRAINING and not node.runs \
                     and not self.s.pending_exits.get(node.name):
-                self.fleet.request_node_stop(node, StopReason.NODE_STOP, "emptied (consolidation)", now)
+                self.fleet.request_node_stop(node, StopReason.NODE_STOP, EMPTIED_DETAIL, now)
 
     def _note_refusal(self, cp: ClusterPlan) -> None:
         view = self.view(cp.cluster)
@@ -202,13 +203,18 @@ class Consolidator:
         for node in self.s.nodes.values():
             if node.up_at is None and node.state in (NodeState.UP, NodeState.DRAINING, NodeState.STOPPING):
                 node.up_at = node.started_at or self.s.now()
-            if node.state == NodeState.DRAINING and (node.reason or "").startswith("emptying"):
-                node.emptying = True
+            reason = node.reason or ""
+            being_emptied = node.state == NodeState.DRAINING and reason.startswith("emptying")
+            if being_emptied or (node.state == NodeState.STOPPING and EMPTIED_DETAIL in reason):
+                node.emptying = being_emptied
                 view = self.view(node.cluster)
                 view.emptying, view.emptying_since = node.name, self.s.now()
-        moving = [r for r in self.s.runs.values() if r.stop_reason == StopReason.MOVE]
+        moving = [r for r in self.s.runs.values() if r.stop_reason == StopReason.MOVE and r.status.is_live]
         for run in moving:
+            # The stop may not have been sent before the old controller died: send it again
+            # (a worker that already stops the run ignores it); the reserved slot is dropped.
             log.info("%s: its move's reserved slot was dropped by the restart; it is queued normally", run.gid)
+            self.actions.stop_attempt(run, StopReason.MOVE, run.stop_detail or "moved (consolidation)")
         moved = self.s.store.last_moves(r.gid for r in self.s.runs.values())
         for gid, when in moved.items():
             self.s.runs[gid].moved_at = when
