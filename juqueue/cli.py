@@ -157,11 +157,14 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
 
     out = _console()
     out.print(f"JuQueue {data.get('version', '')}" + (f"   Flower: {data['flower_url']}" if data.get("flower_url") else ""))
-    counts = Table(title="Runs")
-    for name in data["counts"]:
-        counts.add_column(name, justify="right", style=STATUS_STYLE.get(name))
-    counts.add_row(*(str(n) for n in data["counts"].values()))
-    out.print(counts)
+    if data.get("store_error"):
+        out.print(data["store_error"], style="red", markup=False, highlight=False)
+    if data.get("counts") is not None:
+        counts = Table(title="Runs")
+        for name in data["counts"]:
+            counts.add_column(name, justify="right", style=STATUS_STYLE.get(name))
+        counts.add_row(*(str(n) for n in data["counts"].values()))
+        out.print(counts)
     for cluster in data["clusters"]:
         title = f"{cluster['name']} ({cluster.get('type')})"
         if cluster.get("paused_reason"):

@@ -25,9 +25,18 @@ def get_status(ctx: ContextDep) -> dict:
     except SQLAlchemyError as exc:  # the store cannot be read: say so, and answer anyway
         counts = None
         store_error = _controller_store_error(c) or f"store unavailable: {_first_line(exc)}"
+
+    def snapshot() -> tuple:
+        return c.nodes_snapshot(), c.cluster_health(), list(c.definition_errors), c.clusters_snapshot()
+
     # served by the controller thread, also while it waits for the store
-    nodes, health, errors, scaling = c.call(
-        lambda: (c.nodes_snapshot(), c.cluster_health(), list(c.definition_errors), c.clusters_snapshot()))
+    try:
+        nodes, health, errors, scaling = c.call(snapshot)
+    except SQLAlchemyError as exc:
+        # The commit that follows every command carried a batch of events and failed; the
+        # controller now waits for the store and serves commands without writing: ask again.
+        store_error = store_error or f"store unavailable: {_first_line(exc)}"
+        nodes, health, errors, scaling = c.call(snapshot)
     clusters: dict[str, dict] = {
         name: {"name": name, "type": spec.type, "paused_reason": health.get(name), **scaling.get(name, {}), "nodes": []}
         for name, spec in ctx.clusters.items()
