@@ -21,7 +21,7 @@ class ControllerConfig:
     read_count: int = 5000
     stop_escalate_s: float = 60.0
     task_events: bool = False  # workers send Celery task events (Flower's task view)
-    store_retry_max_s: float = 30.0  # back-off ceiling while the store refuses commits
+    store_retry_max_s: float = 5.0  # back-off ceiling while the store refuses commits
 
 
 @dataclass

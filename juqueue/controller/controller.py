@@ -200,11 +200,17 @@ class Controller:
             # the store meanwhile fails with the store's error; the loop goes on waiting.
             self.s.batch = WriteBatch()
             try:
-                self._run_commands()
-                self._rebuild()
-            except SQLAlchemyError as again:
-                exc = again
+                self._rebuild()  # first: a command must never act on memory the store did not see
+            except (SQLAlchemyError, redis.RedisError) as again:
+                if isinstance(again, SQLAlchemyError):
+                    exc = again
+                else:
+                    log.warning("broker unreachable while rebuilding: %s", again)
                 delay = min(self.config.store_retry_max_s, delay * 2)
+                try:
+                    self._run_commands()  # `status` is answered from memory meanwhile
+                except SQLAlchemyError:
+                    self.s.batch = WriteBatch()
                 continue
             log.warning("store available again; memory rebuilt from it")
             self.store_error = None
