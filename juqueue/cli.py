@@ -309,6 +309,9 @@ def reload(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
         for key in ("added", "updated", "undefined"):
             names = result.get(key) or []
             typer.echo(f"{key} {len(names)}" + (f": {' '.join(names)}" if names else ""))
+        for key, names in (result.get("clusters") or {}).items():
+            if names:
+                typer.echo(f"clusters {key}: {' '.join(names)}")
         for line in errors:
             typer.echo(f"error: {line}", err=True)
     if errors:
