@@ -167,8 +167,17 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
         out.print(counts)
     for cluster in data["clusters"]:
         title = f"{cluster['name']} ({cluster.get('type')})"
+        if "target_nodes" in cluster:
+            title += (f" target {cluster['target_nodes']} node(s), {cluster.get('scaling_policy')}, "
+                      f"consolidation {cluster.get('consolidation')}")
         if cluster.get("paused_reason"):
             out.print(f"[red]cluster {cluster['name']} is paused: {cluster['paused_reason']}[/red]", markup=True)
+        moving = cluster.get("consolidating")
+        if moving:
+            moves = ", ".join(f"{m['run']} -> {m['to']}" for m in moving.get("moves") or [])
+            out.print(f"cluster {cluster['name']}: emptying {moving['node']}: {moves}", markup=False, highlight=False)
+        if cluster.get("surplus_reason"):
+            out.print(f"cluster {cluster['name']}: surplus waits: {cluster['surplus_reason']}", markup=False, highlight=False)
         if not cluster["nodes"]:
             out.print(f"{title}: no nodes")
             continue
@@ -176,7 +185,8 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
         for col in ("node", "state", "slots", "job", "runs", "reason"):
             table.add_column(col)
         for n in cluster["nodes"]:
-            table.add_row(n["name"], n["state"], f"{n['slots_used']}/{n['slots_total']}", n.get("job_id") or "",
+            state = n["state"] + (" (surplus)" if n.get("surplus") else "")
+            table.add_row(n["name"], state, f"{n['slots_used']}/{n['slots_total']}", n.get("job_id") or "",
                           " ".join(n.get("runs") or []), n.get("reason") or "")
         out.print(table)
     if data.get("definition_errors"):
