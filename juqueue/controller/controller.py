@@ -41,9 +41,9 @@ from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.node_loss import NodeLoss
 from juqueue.controller.publisher import Publisher
 from juqueue.controller.recovery import Recovery
+from juqueue.controller.shutdown import shutdown_nodes
 from juqueue.controller.state import ControllerState
 from juqueue.events import Event
-from juqueue.status import NodeState, StopReason
 from juqueue.store.store import Store, WriteBatch
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ class Controller:
         if self._thread is None:
             return
         try:
-            self.call(lambda: self._shutdown_nodes(cancel_jobs), timeout_s)
+            self.call(lambda: shutdown_nodes(self.s, self.fleet, self.loss, self.ingest, self.stream, self.backends,
+                                             cancel_jobs), timeout_s)
         finally:
             self._stop.set()
             self.stream.wake(time.time())
@@ -278,35 +279,6 @@ class Controller:
         self.fleet.check_liveness(now)
         self.fleet.stop_idle_nodes(now)
         self.s.dirty_placement = True
-
-    # ================================================================ shutdown
-    def _shutdown_nodes(self, cancel_jobs: bool) -> None:
-        """Nodes whose processes die with the server (and every node with `cancel_jobs`) are
-        stopped; their runs are interrupted and resume at the next `serve`."""
-        s = self.s
-        s.stopping = True
-        for node in list(s.nodes.values()):
-            backend = self.backends.get(node.backend)
-            if cancel_jobs or backend is None or backend.dies_with_server:
-                self.fleet.request_node_stop(node, StopReason.SERVER_STOP, "server stopping", s.now())
-        deadline = time.time() + max((c.grace_period for c in self.config.clusters.values()), default=10) + 10
-        stopping = [n for n in s.nodes.values() if n.state == NodeState.STOPPING]
-        while stopping and time.time() < deadline:
-            for _eid, data in self.stream.read(False, 200, self.config.read_count):
-                self.ingest.apply(Event.decode(data), s.now())
-            by_backend: dict[str, dict[str, tuple[str | None, int | None]]] = {}
-            for n in stopping:
-                by_backend.setdefault(n.backend, {})[n.name] = (n.job_id, n.pid)
-            for kind, group in by_backend.items():
-                for name, live in self.backends[kind].liveness(group).items():
-                    if not live.alive:
-                        self.loss.node_gone(s.nodes[name], "server stopped", s.now())
-            s.commit()
-            stopping = [n for n in s.nodes.values() if n.state == NodeState.STOPPING]
-        for node in stopping:
-            self.backends[node.backend].stop_node(node.name, node.job_id, node.pid)
-            self.loss.node_gone(node, "server stopped", s.now())
-        s.commit()
 
 
 def _first_line(exc: Exception) -> str:
