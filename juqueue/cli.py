@@ -176,6 +176,13 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
         if moving:
             moves = ", ".join(f"{m['run']} -> {m['to']}" for m in moving.get("moves") or [])
             out.print(f"cluster {cluster['name']}: emptying {moving['node']}: {moves}", markup=False, highlight=False)
+        used = cluster.get("usage")
+        if used and used.get("nodes"):
+            eff = f"{used['efficiency']:.0%}" if used.get("efficiency") is not None else "n/a"
+            est = " (end estimated)" if used.get("estimated") else ""
+            out.print(f"cluster {cluster['name']}: {used['node_hours']:.3f} node-hours billed{est}, "
+                      f"{used['busy_slot_hours']:.3f} busy slot-hours, efficiency {eff}, "
+                      f"{used['lost_hours']:.3f} h of work lost", markup=False, highlight=False)
         if cluster.get("surplus_reason"):
             out.print(f"cluster {cluster['name']}: surplus waits: {cluster['surplus_reason']}", markup=False, highlight=False)
         if not cluster["nodes"]:

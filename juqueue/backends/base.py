@@ -19,6 +19,7 @@ class StartedNode:
     job_id: str | None = None
     pid: int | None = None
     time_limit_s: float | None = None
+    billing_from: float | None = None  # when it began to bill, if known at start (a local process)
 
 
 @dataclass
@@ -26,6 +27,7 @@ class NodeLiveness:
     alive: bool
     reason: str = ""
     time_left_s: float | None = None
+    started_at: float | None = None  # when the scheduler started the job (it bills from then)
 
 
 class NodeBackend(Protocol):
@@ -43,6 +45,10 @@ class NodeBackend(Protocol):
 
     def kill_run_group(self, pid: int, start_time: int | None) -> None:
         """Kill a run's process group (grandchildren included) when this backend can reach it."""
+        ...
+
+    def recorded_end(self, job_id: str | None) -> float | None:
+        """When the scheduler's accounting says the node's job ended; None if it cannot say."""
         ...
 
     def liveness(self, nodes: dict[str, tuple[str | None, int | None]]) -> dict[str, NodeLiveness]:

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 from juqueue.backends.base import BackendError, NodeLiveness, StartedNode
 from juqueue.definitions.models import ClusterSpec
@@ -40,7 +41,10 @@ class LocalBackend:
         except OSError as exc:
             raise BackendError(f"could not start the local worker for {node}: {exc}") from exc
         self._procs[node] = proc
-        return StartedNode(pid=proc.pid)
+        return StartedNode(pid=proc.pid, billing_from=time.time())
+
+    def recorded_end(self, job_id: str | None) -> float | None:
+        return None  # the controller sees the process end itself
 
     def kill_run_group(self, pid: int, start_time: int | None) -> None:
         kill_group(pid, start_time)

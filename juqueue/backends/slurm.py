@@ -12,7 +12,7 @@ import logging
 import time
 
 from juqueue.backends.base import BackendError, NodeLiveness, StartedNode
-from juqueue.backends.slurm_commands import SlurmCommandError, cancel_job, list_jobs, submit_job
+from juqueue.backends.slurm_commands import SlurmCommandError, cancel_job, job_end_time, list_jobs, submit_job
 from juqueue.backends.slurm_parse import SlurmJob, job_is_gone
 from juqueue.backends.slurm_script import job_comment_for, job_name_for, render_job_script
 from juqueue.definitions.models import ClusterSpec
@@ -54,6 +54,9 @@ class SlurmBackend:
     def kill_run_group(self, pid: int, start_time: int | None) -> None:
         """The job's end kills every process of the job; nothing here can reach a compute node."""
 
+    def recorded_end(self, job_id: str | None) -> float | None:
+        return job_end_time(job_id) if job_id else None
+
     def stop_node(self, node: str, job_id: str | None, pid: int | None) -> None:
         if not job_id:
             return
@@ -90,7 +93,8 @@ class SlurmBackend:
             if name not in job.name:
                 out[name] = NodeLiveness(alive=False, reason=f"job {job_id} belongs to something else now ({job.name})")
             elif job_is_gone(job.state):
-                out[name] = NodeLiveness(alive=False, reason=f"job {job_id} {job.state.lower()} ({job.reason or 'no reason given'})")
+                out[name] = NodeLiveness(alive=False, reason=f"job {job_id} {job.state.lower()} ({job.reason or 'no reason given'})",
+                                         started_at=job.start_time)
             else:
-                out[name] = NodeLiveness(alive=True, reason=job.state, time_left_s=job.time_left_s)
+                out[name] = NodeLiveness(alive=True, reason=job.state, time_left_s=job.time_left_s, started_at=job.start_time)
         return out

@@ -20,9 +20,11 @@ from juqueue.backends.slurm_parse import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     SlurmJob,
+    SlurmParseError,
     parse_sacct,
     parse_sbatch_parsable,
     parse_squeue,
+    parse_timestamp,
 )
 from juqueue.errors import JuQueueError
 
@@ -161,6 +163,22 @@ def job_accounting(job_ids: list[str]) -> dict[str, SlurmJob]:
         return {}
     _check(argv, proc)
     return parse_sacct(proc.stdout)
+
+
+def job_end_time(job_id: str) -> float | None:
+    """When the job ended as SLURM's accounting records it; None without accounting or record."""
+    argv = ["sacct", "--parsable2", "--noheader", "--allocations", "--format=End", "-j", job_id]
+    try:
+        proc = _run(argv, timeout=QUERY_TIMEOUT_S)
+    except SlurmCommandError:
+        return None
+    if proc.returncode != 0:
+        return None
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        return parse_timestamp(lines[-1]) if lines else None
+    except SlurmParseError:
+        return None
 
 
 def slurm_available() -> bool:

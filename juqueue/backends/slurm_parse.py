@@ -9,6 +9,7 @@ could make the controller rerun a run that is still alive.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from juqueue.errors import JuQueueError
 # squeue: one line per job, fields separated by ASCII unit separator (never in names or
 # comments SLURM accepts from a shell), in this order. The free-text comment comes last.
 SQUEUE_SEP = "\x1f"
-SQUEUE_FORMAT = SQUEUE_SEP.join(["%i", "%j", "%T", "%L", "%l", "%N", "%r", "%k"])
+SQUEUE_FORMAT = SQUEUE_SEP.join(["%i", "%j", "%T", "%L", "%l", "%N", "%r", "%S", "%k"])
 _SQUEUE_LINE = re.compile(
     r"^(?P<job_id>[0-9]+(?:[_+][0-9\[\]\-,%]+)?)\x1f"
     r"(?P<name>[^\x1f]*)\x1f"
@@ -27,6 +28,7 @@ _SQUEUE_LINE = re.compile(
     r"(?P<time_limit>[^\x1f]*)\x1f"
     r"(?P<nodes>[^\x1f]*)\x1f"
     r"(?P<reason>[^\x1f]*)\x1f"
+    r"(?:(?P<start>[^\x1f]*)\x1f)?"  # %S: the job's (expected, while pending) start; absent in older formats
     r"(?P<comment>[^\x1f]*)$"
 )
 
@@ -95,6 +97,7 @@ class SlurmJob:
     time_limit_s: int | None
     time_left_s: int | None
     reason: str
+    start_time: float | None = None  # when it started (Unix seconds); None while pending or unknown
 
     @property
     def gone(self) -> bool:
@@ -126,6 +129,19 @@ def parse_time(value: str) -> int | None:
     if "hours" in g:
         return (g["hours"] * 60 + g["h_minutes"]) * 60 + g["h_seconds"]
     return g["minutes"] * 60 + g.get("m_seconds", 0)
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+
+
+def parse_timestamp(value: str) -> float | None:
+    """SLURM's local-time timestamp (2026-11-30T11:42:00) -> Unix seconds; None for N/A, Unknown, None."""
+    text = value.strip()
+    if text in ("", "N/A", "Unknown", "None", "(null)"):
+        return None
+    if not _TIMESTAMP.match(text):
+        raise SlurmParseError("SLURM timestamp", _TIMESTAMP.pattern, value)
+    return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
 
 
 def _time_field(value: str) -> int | None:
@@ -175,6 +191,7 @@ def parse_squeue_line(line: str) -> SlurmJob:
             time_limit_s=_time_field(m["time_limit"]),
             time_left_s=_time_field(m["time_left"]),
             reason=_reason(m["reason"]),
+            start_time=None if normalize_state(m["state"]) == "PENDING" else parse_timestamp(m["start"] or ""),
         )
 
 

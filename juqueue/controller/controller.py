@@ -43,6 +43,7 @@ from juqueue.controller.publisher import Publisher
 from juqueue.controller.recovery import Recovery
 from juqueue.controller.shutdown import shutdown_nodes
 from juqueue.controller.state import ControllerState
+from juqueue.controller.usage import UsageSampler
 from juqueue.events import Event
 from juqueue.store.store import Store, WriteBatch
 
@@ -72,6 +73,7 @@ class Controller:
         self.recovery = Recovery(state, self.lifecycle, self.loss, backends, stream, leases, generation)
         self.actions = UserActions(state, self.lifecycle, publisher, leases)
         self.consolidator = Consolidator(state, self.fleet, self.loss, self.actions, backends)
+        self.usage = UsageSampler(state)
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,7 +154,8 @@ class Controller:
              "slots_used": len(n.runs), "slots_total": n.slots_total, "runs": sorted(n.runs),
              "job_id": n.job_id, "reason": n.reason, "last_heartbeat": n.last_heartbeat,
              "started_at": n.started_at, "time_limit_at": n.time_limit_at, "no_devices": n.no_devices,
-             "surplus": n.name in self.s.surplus}
+             "surplus": n.name in self.s.surplus, "billed_from": n.billed_from, "billed_until": n.billed_until,
+             "billed_estimated": n.billed_estimated}
             for n in sorted(self.s.nodes.values(), key=lambda n: n.name)
         ]
 
@@ -278,6 +281,7 @@ class Controller:
         self.recovery.check_redis(now)
         self.fleet.check_liveness(now)
         self.fleet.stop_idle_nodes(now)
+        self.usage.sample(now)
         self.s.dirty_placement = True
 
 

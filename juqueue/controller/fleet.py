@@ -92,6 +92,7 @@ class Fleet:
             return None
         node.state, node.job_id, node.pid = NodeState.STARTING, started.job_id, started.pid
         node.started_at = now
+        node.billed_from = started.billing_from
         if started.time_limit_s:
             node.time_limit_at = now + started.time_limit_s
         s.mark_node_dirty(node)
@@ -134,7 +135,11 @@ class Fleet:
             if backend is None:
                 continue
             for name, live in backend.liveness(nodes).items():
-                self._judge(s.nodes[name], backend, live.alive, live.reason, live.time_left_s, now)
+                node = s.nodes[name]
+                if live.started_at is not None and node.billed_from is None:
+                    node.billed_from = live.started_at  # the scheduler's own start: billing begins
+                    s.mark_node_dirty(node)
+                self._judge(node, backend, live.alive, live.reason, live.time_left_s, now)
 
     def _judge(self, node: NodeInfo, backend: NodeBackend, alive: bool, why: str, time_left_s: float | None, now: float) -> None:
         spec = self.s.config.clusters.get(node.cluster)

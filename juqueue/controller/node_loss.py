@@ -35,6 +35,7 @@ class NodeLoss:
         self.settle_node_runs(node, reason, now)
         node.state = NodeState.FAILED
         node.ended_at = now
+        self._close_billing(node, now)
         self.s.mark_node_dirty(node)
 
     def node_gone(self, node: NodeInfo, reason: str, now: float) -> None:
@@ -42,8 +43,19 @@ class NodeLoss:
         node.state = NodeState.GONE
         node.ended_at = now
         node.reason = reason
+        self._close_billing(node, now)
         self.s.mark_node_dirty(node)
         self.s.dirty_placement = True
+
+    def _close_billing(self, node: NodeInfo, now: float) -> None:
+        """The billed interval ends at the scheduler's recorded end, else when the node was seen
+        gone: exact for a local process (within a tick), marked estimated for a scheduler's job."""
+        if node.billed_from is None or node.billed_until is not None:
+            return
+        backend = self.backends.get(node.backend)
+        recorded = backend.recorded_end(node.job_id) if backend is not None else None
+        node.billed_until = max(node.billed_from, recorded if recorded is not None else now)
+        node.billed_estimated = recorded is None and backend is not None and backend.loss_confirmed_by_scheduler
 
     def settle_node_runs(self, node: NodeInfo, reason: str, now: float) -> None:
         """The node is confirmed dead: kill leftovers, end its attempts as interrupted."""

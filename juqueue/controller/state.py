@@ -109,6 +109,9 @@ class NodeInfo:
     up_at: float | None = None  # when its worker first reported (it bills from about then)
     emptying: bool = False  # consolidation is moving its runs away; then it is stopped
     device_probe: bool = False  # started to look for CUDA devices: kept until it showed whether it has them
+    billed_from: float | None = None  # see NodeRow: when it began to bill
+    billed_until: float | None = None
+    billed_estimated: bool = False  # the end is when JuQueue saw the job gone, not the scheduler's record
 
     @classmethod
     def from_row(cls, row: NodeRow) -> "NodeInfo":
@@ -116,14 +119,16 @@ class NodeInfo:
             name=row.name, cluster=row.cluster, backend=row.backend, token=row.token, state=NodeState(row.state),
             slots_total=row.slots_total, job_id=row.job_id, pid=row.pid, created_at=row.created_at,
             started_at=row.started_at, last_heartbeat=row.last_heartbeat, time_limit_at=row.time_limit_at,
-            reason=row.reason, version=row.version, host=row.host,
+            reason=row.reason, version=row.version, host=row.host, billed_from=row.billed_from,
+            billed_until=row.billed_until, billed_estimated=bool(row.billed_estimated),
         )
 
     def columns(self) -> dict:
         return {
             "state": self.state.value, "job_id": self.job_id, "host": self.host, "pid": self.pid, "version": self.version,
             "reason": self.reason, "started_at": self.started_at, "last_heartbeat": self.last_heartbeat,
-            "ended_at": self.ended_at, "time_limit_at": self.time_limit_at,
+            "ended_at": self.ended_at, "time_limit_at": self.time_limit_at, "billed_from": self.billed_from,
+            "billed_until": self.billed_until, "billed_estimated": self.billed_estimated,
         }
 
     @property

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, inspect, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
@@ -63,8 +63,26 @@ def _v2_attempt_stop_reason(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE attempts ADD COLUMN stop_reason VARCHAR")
 
 
+def _v3_node_billing(conn: Connection) -> None:
+    """nodes.billed_from/billed_until/billed_estimated and the usage_samples series."""
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN billed_from FLOAT")
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN billed_until FLOAT")
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN billed_estimated BOOLEAN NOT NULL DEFAULT FALSE")
+    frozen = MetaData()  # the table as version 3 defines it, whatever later versions make of it
+    samples = Table(
+        "usage_samples", frozen,
+        Column("id", Integer, primary_key=True),
+        Column("cluster", String, nullable=False, index=True),
+        Column("ts", Float, nullable=False, index=True),
+        Column("nodes", Integer, nullable=False),
+        Column("slots_busy", Integer, nullable=False),
+    )
+    samples.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
+    Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
 )
 
 

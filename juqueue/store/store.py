@@ -17,14 +17,16 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from juqueue.accounting import AttemptSpan, NodeBill
 from juqueue.definitions.models import LoadResult
-from juqueue.status import RunStatus
-from juqueue.store.tables import AttemptRow, EventRow, ExperimentRow, NodeRow, RunRow
+from juqueue.status import EndReason, RunStatus
+from juqueue.store.tables import AttemptRow, EventRow, ExperimentRow, NodeRow, RunRow, UsageSampleRow
 
 _LIVE = (RunStatus.ASSIGNED.value, RunStatus.RUNNING.value)
 RUN_MUTABLE = ("status", "attempt", "exit_code", "node", "reason", "retries_used", "queued_at", "started_at", "ended_at")
 ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested", "stop_reason")
-NODE_MUTABLE = ("state", "job_id", "host", "pid", "version", "reason", "started_at", "last_heartbeat", "ended_at", "time_limit_at")
+NODE_MUTABLE = ("state", "job_id", "host", "pid", "version", "reason", "started_at", "last_heartbeat", "ended_at", "time_limit_at",
+                "billed_from", "billed_until", "billed_estimated")
 
 
 @dataclass
@@ -37,9 +39,11 @@ class WriteBatch:
     events: list[dict] = field(default_factory=list)
     new_nodes: list[dict] = field(default_factory=list)
     nodes: dict[str, dict] = field(default_factory=dict)
+    usage_samples: list[dict] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.new_attempts or self.attempts or self.events or self.new_nodes or self.nodes)
+        return bool(self.runs or self.new_attempts or self.attempts or self.events or self.new_nodes or self.nodes
+                    or self.usage_samples)
 
     def event(self, gid: str, kind: str, attempt: int | None = None, node: str | None = None, detail: str | None = None, ts: float | None = None) -> None:
         self.events.append({"global_id": gid, "ts": ts or time.time(), "kind": kind, "attempt": attempt, "node": node, "detail": detail})
@@ -90,6 +94,8 @@ class Store:
                     conn.execute(stmt, group)
             if batch.events:
                 conn.execute(insert(EventRow), batch.events)
+            if batch.usage_samples:
+                conn.execute(insert(UsageSampleRow), batch.usage_samples)
 
     # ---- definitions --------------------------------------------------------------------
     def apply_definitions(self, result: LoadResult, now: float | None = None) -> ApplySummary:
@@ -224,6 +230,36 @@ class Store:
                     .order_by(RunRow.ended_at.desc()).limit(limit)  # type: ignore[union-attr]
                 ).all()
                 out[exp] = [max(0.0, e - st) for st, e in rows]
+        return out
+
+    def usage_inputs(self) -> tuple[list[NodeBill], list[AttemptSpan]]:
+        """What node-hour accounting reads: every node's billed interval and every attempt that
+        started (only the columns it needs, so 100,000 attempts stay cheap)."""
+        with self.session() as s:
+            nodes = [
+                NodeBill(name, cluster, slots, bf, bu, bool(est))
+                for name, cluster, slots, bf, bu, est in s.execute(
+                    select(NodeRow.name, NodeRow.cluster, NodeRow.slots_total, NodeRow.billed_from,
+                           NodeRow.billed_until, NodeRow.billed_estimated)
+                ).all()
+            ]
+            attempts = [
+                AttemptSpan(node, gid.split("@", 1)[0], started, ended, reason == EndReason.INTERRUPTED.value)
+                for gid, node, started, ended, reason in s.execute(
+                    select(AttemptRow.global_id, AttemptRow.node, AttemptRow.started_at, AttemptRow.ended_at,
+                           AttemptRow.end_reason).where(AttemptRow.started_at.is_not(None))  # type: ignore[union-attr]
+                ).all()
+            ]
+        return nodes, attempts
+
+    def usage_series(self, since: float | None = None) -> dict[str, list[tuple[float, int, int]]]:
+        stmt = select(UsageSampleRow.cluster, UsageSampleRow.ts, UsageSampleRow.nodes, UsageSampleRow.slots_busy)
+        if since is not None:
+            stmt = stmt.where(UsageSampleRow.ts >= since)
+        out: dict[str, list[tuple[float, int, int]]] = {}
+        with self.session() as s:
+            for cluster, ts, nodes, busy in s.execute(stmt.order_by(UsageSampleRow.ts)).all():  # type: ignore[arg-type]
+                out.setdefault(cluster, []).append((ts, nodes, busy))
         return out
 
     def statuses(self, gids: Iterable[str]) -> dict[str, RunStatus]:

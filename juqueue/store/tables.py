@@ -78,6 +78,23 @@ class NodeRow(SQLModel, table=True):
     last_heartbeat: Optional[float] = None
     ended_at: Optional[float] = None
     time_limit_at: Optional[float] = None  # when SLURM will end the job
+    # Billing (schema version 3): local, the worker process's life; SLURM, the job's start as
+    # squeue reports it to its end (sacct), or to when JuQueue saw it gone (estimated).
+    billed_from: Optional[float] = None
+    billed_until: Optional[float] = None
+    billed_estimated: bool = False
+
+
+class UsageSampleRow(SQLModel, table=True):
+    """Nodes held and slots busy per cluster over time; a row only when either changed."""
+
+    __tablename__ = "usage_samples"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    cluster: str = Field(index=True)
+    ts: float = Field(index=True)
+    nodes: int
+    slots_busy: int
 
 
 class EventRow(SQLModel, table=True):

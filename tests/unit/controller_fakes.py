@@ -220,6 +220,9 @@ class FakeBackend:
     def stop_node(self, node: str, job_id: str | None, pid: int | None) -> None:
         self.stopped.append((node, job_id, pid))
 
+    def recorded_end(self, job_id: str | None) -> float | None:
+        return None
+
     def kill_run_group(self, pid: int, start_time: int | None) -> None:
         self.killed.append((pid, start_time))
 

@@ -8,6 +8,8 @@ The test SLURM has no accounting storage, so sacct lines follow sacct's document
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from juqueue.backends.slurm_parse import (
@@ -102,7 +104,18 @@ def test_squeue_line(line: str, expected: SlurmJob) -> None:
 
 
 def test_squeue_format_matches_the_parser_field_order() -> None:
-    assert SQUEUE_FORMAT == S.join(["%i", "%j", "%T", "%L", "%l", "%N", "%r", "%k"])
+    assert SQUEUE_FORMAT == S.join(["%i", "%j", "%T", "%L", "%l", "%N", "%r", "%S", "%k"])
+
+
+def test_squeue_start_time_of_a_running_job_and_none_while_pending() -> None:
+    """%S (added for billing) stands before the comment; lines of the older format still parse."""
+    running = parse_squeue_line(sq("7", "juqueue-c-n1-t", "RUNNING", "2:00", "3:00", "vm", "None", "2026-11-30T11:42:00", "juqueue:t"))
+    assert running.start_time == time.mktime(time.strptime("2026-11-30T11:42:00", "%Y-%m-%dT%H:%M:%S"))
+    assert running.comment == "juqueue:t"
+    pending = parse_squeue_line(sq("8", "juqueue-c-n2-t", "PENDING", "3:00", "3:00", "", "Priority", "2026-11-30T12:00:00", "juqueue:t"))
+    assert pending.start_time is None  # an expected start bills nothing
+    unknown = parse_squeue_line(sq("9", "juqueue-c-n3-t", "RUNNING", "3:00", "3:00", "vm", "None", "N/A", "juqueue:t"))
+    assert unknown.start_time is None
 
 
 def test_squeue_output_filtered_by_prefix() -> None:

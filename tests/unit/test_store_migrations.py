@@ -98,7 +98,7 @@ def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
         engine = make_engine(None, tmp_path)
     assert any("schema version 2: add attempts.stop_reason" in r.getMessage() for r in caplog.records)
-    assert any("upgraded" in r.getMessage() and "from schema version 1 to 2" in r.getMessage() for r in caplog.records)
+    assert any("upgraded" in r.getMessage() and f"from schema version 1 to {LATEST_VERSION}" in r.getMessage() for r in caplog.records)
     try:
         assert store_version(engine) == LATEST_VERSION
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
@@ -143,7 +143,7 @@ def test_fresh_store_is_created_at_the_latest_version(tmp_path: Path, caplog: py
     try:
         assert (tmp_path / "juqueue.db").exists()
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
-        assert set(TABLES) | {"schema_version"} == set(inspect(engine).get_table_names())
+        assert set(TABLES) | {"schema_version", "usage_samples"} == set(inspect(engine).get_table_names())
         assert "stop_reason" in columns(engine, "attempts")
     finally:
         engine.dispose()

@@ -7,6 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.api.auth import require_token
 from juqueue.api.deps import ContextDep
+from juqueue.api.routes.usage import usage_totals
 from juqueue.status import RunStatus
 from juqueue.version import __version__
 
@@ -45,6 +46,13 @@ def get_status(ctx: ContextDep) -> dict:
         entry = clusters.setdefault(node["cluster"], {"name": node["cluster"], "type": node.get("type"),
                                                       "paused_reason": health.get(node["cluster"]), "nodes": []})
         entry["nodes"].append({k: node.get(k) for k in NODE_KEYS})
+    if counts is not None:  # the store answers: node-hours per cluster (null while it cannot be read)
+        try:
+            billed = usage_totals(ctx.store)["clusters"]
+        except SQLAlchemyError:
+            billed = {}
+        for name, entry in clusters.items():
+            entry["usage"] = billed.get(name)  # type: ignore[union-attr]
     return {"counts": counts, "clusters": list(clusters.values()), "definition_errors": errors,
             "version": __version__, "flower_url": ctx.flower_url, "store_error": store_error or _controller_store_error(c)}
 

@@ -1,0 +1,34 @@
+"""Node-hours: what each cluster and experiment billed, how busy it was, and the series."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from juqueue.accounting import compute_usage, downsample
+from juqueue.api.auth import require_token
+from juqueue.api.deps import StoreDep
+from juqueue.store.store import Store
+
+router = APIRouter(prefix="/api", tags=["usage"], dependencies=[Depends(require_token)])
+
+
+def usage_totals(store: Store) -> dict:
+    nodes, attempts = store.usage_inputs()
+    return compute_usage(nodes, attempts, time.time()).as_dict()
+
+
+@router.get("/usage", summary="Node-hours billed, busy slot-hours, efficiency and work lost; the series per cluster")
+def get_usage(
+    store: StoreDep,
+    since: Annotated[float | None, Query(description="series from this Unix time on")] = None,
+    max_points: Annotated[int, Query(ge=2, le=100_000, description="series points per cluster at most")] = 1000,
+) -> dict:
+    out = usage_totals(store)
+    out["series"] = {
+        cluster: [{"ts": ts, "nodes": n, "slots_busy": b} for ts, n, b in downsample(points, max_points)]
+        for cluster, points in store.usage_series(since).items()
+    }
+    return out
