@@ -1,0 +1,52 @@
+"""Node-hour accounting on the test SLURM: a job bills from SLURM's own start time (squeue %S),
+and, with no accounting on this SLURM, its end is when JuQueue saw it gone, marked estimated."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from helpers import Server, write_defs
+from slurm_helpers import nodes, require_slurm, slurm_cluster, slurm_jobs  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+
+def _squeue_start(prefix: str) -> dict[str, float]:
+    proc = subprocess.run(["squeue", "--me", "-h", "-t", "all", "-o", "%i %j %T %S"], capture_output=True, text=True, timeout=30)
+    out = {}
+    for line in proc.stdout.splitlines():
+        job_id, name, state, start = line.split()
+        if name.startswith(prefix) and state == "RUNNING":
+            out[job_id] = time.mktime(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
+    return out
+
+
+def test_slurm_job_bills_from_its_slurm_start_and_its_end_is_estimated(workspace, slurm_jobs):
+    require_slurm()
+    defs = write_defs(workspace / "defs", slurm_cluster("hpc", job_name=slurm_jobs, idle_timeout=2),
+                      {"e.yaml": "experiment: e\ncluster: hpc\nruns: [{id: r, cmd: [sleep, '6']}]\n"})
+    server = Server(defs, workspace / "work").start(tick=0.5)
+    try:
+        starts: dict[str, float] = {}
+        deadline = time.time() + 120
+        while time.time() < deadline and not starts:
+            starts = _squeue_start(slurm_jobs)
+            time.sleep(0.5)
+        assert starts, "the job never ran"
+        server.wait_all_final(timeout=120)
+        deadline = time.time() + 120
+        ended = []
+        while time.time() < deadline and not ended:
+            ended = [n for n in nodes(server) if not n["live"] and n["billed_until"]]
+            time.sleep(1)
+        (node,) = ended
+        assert node["billed_from"] == starts[node["job_id"]], (node, starts)
+        assert node["billed_estimated"] is True
+        assert node["billed_until"] > node["billed_from"]
+        usage = server.api("GET", "/api/usage").json()["clusters"]["hpc"]
+        assert usage["estimated"] is True and usage["node_hours"] > 0
+    finally:
+        server.stop()
