@@ -13,6 +13,7 @@ from celery import Celery
 from juqueue.broker.keys import Keys
 from juqueue.broker.messages import task_message
 from juqueue.celery_app import RUN_TASK
+from juqueue.definitions import placeholders
 from juqueue.paths import WorkDir
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ class Assignment:
     spec_json: str
 
 
-def resolve_placeholders(value: str, run_dir: str, log_dir: str) -> str:
-    return value.replace("{run_dir}", run_dir).replace("{log_dir}", log_dir)
+def resolve_placeholders(value: str, work: WorkDir, experiment: str, run_id: str) -> str:
+    """`{run_dir}`, `{log_dir}`, `{experiment_dir}`, `{work_dir}` and the forms naming another
+    run or experiment (`juqueue/definitions/placeholders.py`)."""
+    return placeholders.resolve(value, work, experiment, run_id)
 
 
 class Publisher:
@@ -45,14 +48,19 @@ class Publisher:
         log_dir = self.work.log_dir(a.experiment, a.run_id)
         rd, ld = str(run_dir), str(log_dir)
         executor = spec.get("executor") or {}
+
+        def res(value: str) -> str:
+            return resolve_placeholders(str(value), self.work, a.experiment, a.run_id)
+
+        venv = executor.get("venv")
         return {
             "global_id": a.global_id,
             "attempt": a.attempt,
-            "cmd": [resolve_placeholders(str(c), rd, ld) for c in spec["cmd"]],
-            "env": {k: resolve_placeholders(str(v), rd, ld) for k, v in (executor.get("env") or {}).items()},
-            "python_search_path": [resolve_placeholders(p, rd, ld) for p in executor.get("python_search_path") or []],
-            "venv": executor.get("venv"),
-            "prepend_script": [resolve_placeholders(line, rd, ld) for line in executor.get("prepend_script") or []],
+            "cmd": [res(c) for c in spec["cmd"]],
+            "env": {k: res(v) for k, v in (executor.get("env") or {}).items()},
+            "python_search_path": [res(p) for p in executor.get("python_search_path") or []],
+            "venv": res(venv) if venv else venv,
+            "prepend_script": [res(line) for line in executor.get("prepend_script") or []],
             "cuda": bool(executor.get("cuda")),
             "run_dir": rd,
             "log_dir": ld,

@@ -7,39 +7,51 @@ describe runs and are turned into plain `RunSpec`s by `RunDef.to_spec()`, so not
 Rendering follows the original: parameters are appended to `cmd` as `--key-name value`
 (`argparse`, underscores become dashes) or `key=value` (`eq`); values go through `str()`
 (so `True` renders as `True` and a list as its Python repr); `None` is rejected, as the
-original's pydantic model rejected it. `RunDef.path` / `RunDef.log_path` are placeholders
-rendered as `{run_dir}` / `{log_dir}` that the worker resolves when an attempt starts.
+original's pydantic model rejected it. `RunDef.path` / `RunDef.log_path` /
+`ExperimentDef.path` / `PathVars.WORK_DIR` are placeholders (`juqueue/definitions/placeholders.py`)
+resolved against the work dir when an attempt is published; a run's own paths render as
+`{run_dir}` / `{log_dir}` / `{experiment_dir}`.
+
+The original's module paths (`juqueue.definitions.run`, `.executor`, `.experiment`, `.path`,
+`.utils`) re-export these names.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from juqueue.definitions import placeholders as ph
 from juqueue.definitions.models import ExecutorSpec, RunSpec
+from juqueue.paths import WorkDir
 from juqueue.policy.duration import parse_duration
 
-RUN_DIR = "{run_dir}"
-LOG_DIR = "{log_dir}"
+RUN_DIR = ph.RUN_DIR
+LOG_DIR = ph.LOG_DIR
+EXPERIMENT_DIR = ph.EXPERIMENT_DIR
+WORK_DIR = ph.WORK_DIR
 ABSTRACT_ID = "@abstract"
 
 
 class PathDef(PurePosixPath):
-    """A path under a run's directory, resolved only when an attempt starts.
+    """A path in the work dir, resolved only when an attempt starts.
 
-    `run.path / "ckpt"` renders as `{run_dir}/ckpt`; do not resolve it in the definition.
+    `run.path / "ckpt"` renders as `{run_dir}/ckpt` in the run's own command; do not resolve
+    it in the definition.
     """
 
 
 class PathVars:
-    """Placeholders as the original named them (only the run-relative ones exist here)."""
+    """Placeholders as the original named them (`WORK_DIR`), plus the run's own directories."""
 
+    WORK_DIR: PathDef = PathDef(WORK_DIR)
     RUN_DIR: PathDef = PathDef(RUN_DIR)
     LOG_DIR: PathDef = PathDef(LOG_DIR)
+    EXPERIMENT_DIR: PathDef = PathDef(EXPERIMENT_DIR)
 
 
 def _to_str(value: Any) -> Any:
@@ -178,21 +190,32 @@ class RunDef(BaseModel):
 
     @property
     def path(self) -> PathDef:
-        """The run's own directory (W/runs/<experiment>/<run>), resolved at execution time."""
-        return PathDef(RUN_DIR)
+        """This run's directory (W/runs/<experiment>/<run>), resolved at execution time; in
+        another run's command it still names this run's directory."""
+        return PathDef(ph.run_dir_of(self.experiment_name, self.id))
 
     @property
     def log_path(self) -> PathDef:
-        """The run's log directory, resolved at execution time."""
-        return PathDef(LOG_DIR)
+        """This run's log directory (`path / "logs"`), resolved at execution time."""
+        return PathDef(ph.log_dir_of(self.experiment_name, self.id))
 
     @property
     def metadata_path(self) -> PathDef:
+        """`path / "juqueue-run.json"`, as the original named it."""
         return self.path / "juqueue-run.json"
 
-    def parsed_cmd(self) -> list[str]:
-        """The rendered command, placeholders still in it (the original's name)."""
-        return render_cmd(self.cmd, self.parameters, self.parameter_format)
+    def _own(self, value: str) -> str:
+        """Placeholders naming this run (or the template it was forked from) in their short form."""
+        return ph.as_own(value, self.experiment_name, (self.id, ABSTRACT_ID))
+
+    def parsed_cmd(self, work_dir: str | os.PathLike | None = None, **_: Any) -> list[str]:
+        """The rendered command (the original's name). With `work_dir`, placeholders are
+        resolved against it as an attempt would see them; without, they stay in."""
+        cmd = [self._own(c) for c in render_cmd(self.cmd, self.parameters, self.parameter_format)]
+        if work_dir is None:
+            return cmd
+        work = WorkDir(Path(work_dir))
+        return [ph.resolve(c, work, self.experiment_name, self.id) for c in cmd]
 
     def dependency_ids(self) -> list[str]:
         """`depends_on` as global ids; a bare id means a run of the same experiment."""
@@ -212,12 +235,17 @@ class RunDef(BaseModel):
         """The plain, validated `RunSpec` every other layer uses."""
         if self.is_abstract:
             raise ValueError("an abstract run cannot be executed; fork() it first")
+        executor = self.executor.to_spec()
+        executor.env = {k: self._own(v) for k, v in executor.env.items()}
+        executor.python_search_path = [self._own(p) for p in executor.python_search_path]
+        executor.prepend_script = [self._own(line) for line in executor.prepend_script]
+        executor.venv = None if executor.venv is None else self._own(executor.venv)
         return RunSpec(
             experiment=self.experiment_name,
             id=self.id,
             cluster=self.cluster,
             cmd=self.parsed_cmd(),
-            executor=self.executor.to_spec(),
+            executor=executor,
             depends_on=self.dependency_ids(),
             max_retries=self.max_retries,
             movable=self.movable,
@@ -246,8 +274,9 @@ class ExperimentDef(ABC):
 
     @property
     def path(self) -> PathDef:
-        """The experiment's directory (W/runs/<experiment>), resolved at execution time."""
-        return PathDef(RUN_DIR) / ".."
+        """The experiment's directory in the work dir (W/runs/<experiment>), resolved at
+        execution time; usable in commands, parameters and executor fields."""
+        return PathDef(ph.experiment_dir_of(self.name))
 
     @property
     def fail_period(self) -> int:

@@ -1,7 +1,8 @@
 """Loads `experiments/*.py` of a def dir, the original JuQueue's layout.
 
 Files are imported as `experiments.<stem>` with the def dir on `sys.path` (as the original
-did), so helper modules beside them import. Every exception, `sys.exit` included, becomes a
+did), so helper modules beside them import. Only the class named `Experiment` in a file is
+an experiment (the original's rule). Every exception, `sys.exit` included, becomes a
 `DefinitionError` of that file with its line; the other files keep loading. Run this only
 inside the evaluator subprocess (it imports user code).
 """
@@ -53,60 +54,69 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _experiment_classes(module: ModuleType) -> list[type[ExperimentDef]]:
-    """Concrete ExperimentDef subclasses defined in the module, plus `Experiment` (the original's name)."""
-    found = []
-    for obj in vars(module).values():
-        if (inspect.isclass(obj) and issubclass(obj, ExperimentDef) and obj is not ExperimentDef
-                and not inspect.isabstract(obj)
-                and (obj.__module__ == module.__name__ or obj is getattr(module, "Experiment", None))):
-            if obj not in found:
-                found.append(obj)
-    return found
+def _experiment_class(fr: FileResult, module: ModuleType) -> type | None:
+    """The class named `Experiment` (the original's rule); other ExperimentDef subclasses in
+    the file are bases or helpers. None, with an error on `fr`, when there is no usable one."""
+    cls = getattr(module, "Experiment", None)
+    if cls is None:
+        others = sorted(name for name, obj in vars(module).items()
+                        if inspect.isclass(obj) and issubclass(obj, ExperimentDef) and obj is not ExperimentDef
+                        and obj.__module__ == module.__name__)
+        hint = (f"; it has ExperimentDef subclasses {', '.join(others)}: name the experiment's class Experiment"
+                if others else "")
+        fr.error("defines no class named Experiment (only the class named Experiment is an experiment; "
+                 f"other ExperimentDef subclasses are bases or helpers){hint}")
+        return None
+    if not inspect.isclass(cls):
+        fr.error(f"Experiment is a {type(cls).__name__}, not a class")
+        return None
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ()))) or "?"
+        fr.error(f"class Experiment is abstract: it does not implement {missing}")
+        return None
+    return cls
 
 
 def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
-    classes = _experiment_classes(module)
-    if not classes:
-        fr.error("defines no ExperimentDef subclass")
+    cls = _experiment_class(fr, module)
+    if cls is None:
         return
-    for cls in classes:
-        stage = f"{cls.__name__}()"
+    stage = "Experiment()"
+    try:
+        xp = cls()
+        stage = "Experiment.name"
+        name = xp.name
+        fr.experiments.append(name)
+        stage = "Experiment.runs"
+        runs = list(xp.runs)
+    except ValidationError as exc:
+        for err in errors_from_validation(fr.file, exc):
+            err.message = f"{stage}: {err.message}{_where(exc, path)}"
+            fr.errors.append(err)
+        return
+    except (Exception, SystemExit) as exc:
+        fr.error(f"{stage}: {_describe(exc)}{_where(exc, path)}")
+        return
+    for i, run in enumerate(runs):
+        if not isinstance(run, RunDef):
+            fr.error(f"runs[{i}] is a {type(run).__name__}, not a RunDef", field_="runs")
+            continue
+        if run.is_abstract:
+            continue  # templates are never executed
+        if run.experiment_name != name:
+            fr.error(f"experiment_name {run.experiment_name!r} differs from the experiment's name {name!r}",
+                     run=run.id, field_="experiment_name")
+            continue
         try:
-            xp = cls()
-            stage = f"{cls.__name__}.name"
-            name = xp.name
-            fr.experiments.append(name)
-            stage = f"{cls.__name__}.runs"
-            runs = list(xp.runs)
+            fr.runs.append(run.to_spec(source_file=fr.file))
         except ValidationError as exc:
-            for err in errors_from_validation(fr.file, exc):
-                err.message = f"{stage}: {err.message}{_where(exc, path)}"
-                fr.errors.append(err)
-            continue
-        except (Exception, SystemExit) as exc:
-            fr.error(f"{stage}: {_describe(exc)}{_where(exc, path)}")
-            continue
-        for i, run in enumerate(runs):
-            if not isinstance(run, RunDef):
-                fr.error(f"runs[{i}] is a {type(run).__name__}, not a RunDef", field_="runs")
-                continue
-            if run.is_abstract:
-                continue  # templates are never executed
-            if run.experiment_name != name:
-                fr.error(f"experiment_name {run.experiment_name!r} differs from the experiment's name {name!r}",
-                         run=run.id, field_="experiment_name")
-                continue
-            try:
-                fr.runs.append(run.to_spec(source_file=fr.file))
-            except ValidationError as exc:
-                fr.errors.extend(errors_from_validation(fr.file, exc, run=run.id))
-            except (ValueError, TypeError) as exc:
-                fr.error(str(exc), run=run.id)
+            fr.errors.extend(errors_from_validation(fr.file, exc, run=run.id))
+        except (ValueError, TypeError) as exc:
+            fr.error(str(exc), run=run.id)
 
 
 def load_python_file(def_dir: Path, path: Path) -> FileResult:
-    """Import one experiment file and collect its experiments' runs."""
+    """Import one experiment file and collect the runs of its class `Experiment`."""
     fr = FileResult(file=path.relative_to(def_dir).as_posix())
     modname = f"{PACKAGE}.{path.stem}"
     sys.modules.pop(modname, None)

@@ -54,7 +54,8 @@ def test_bad_cmd_item_names_index():
 def test_placeholders():
     r = run(cmd=["cp", "in", run().path / "out.txt"], parameters={"logs": run().log_path})
     assert r.to_spec().cmd == ["cp", "in", "{run_dir}/out.txt", "--logs", "{log_dir}"]
-    assert str(r.path) == "{run_dir}" and str(r.log_path) == "{log_dir}"
+    # the path names its run, so another run's command reaches this run's directory
+    assert str(r.path) == "{run_dir:e@r}" and str(r.log_path) == "{log_dir:e@r}"
 
 
 def test_abstract_and_fork():

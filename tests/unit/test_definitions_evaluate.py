@@ -24,8 +24,8 @@ def test_subprocess_result_and_user_prints(tmp_path):
     res = load_definitions(tmp_path, {"local"}, timeout_s=30)
     assert not res.aborted
     assert [r.global_id for r in res.runs] == ["good@only"]
-    assert res.failed_files == ["experiments/noisy.py"]  # defines no ExperimentDef
-    assert "no ExperimentDef" in res.errors[0].message
+    assert res.failed_files == ["experiments/noisy.py"]  # defines no class Experiment
+    assert "no class named Experiment" in res.errors[0].message
 
 
 def test_main_prints_json_only(tmp_path):
