@@ -7,6 +7,8 @@ Stopping a group (by its leader's pid and start time, grandchildren included) li
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -14,18 +16,53 @@ from pathlib import Path
 from juqueue.process_group import group_alive, kill_group, process_start_time, signal_group
 
 __all__ = [
-    "build_argv", "build_env", "group_alive", "kill_group", "process_start_time", "shell_exit_code",
+    "VENV_EXIT_CODE", "build_argv", "build_env", "expand_home", "group_alive", "kill_group", "process_start_time", "shell_exit_code",
     "signal_group", "start_run", "WorkDirError",
 ]
 
 
-def build_argv(spec: dict) -> list[str]:
-    """The command, wrapped in bash only when the executor asks for a venv or shell lines."""
+VENV_EXIT_CODE = 127  # a venv that cannot be activated: the command could not start, as a missing binary
+
+
+_HOME_VAR = re.compile(r"\$(?:\{HOME\}|HOME(?![A-Za-z0-9_]))")
+
+
+def expand_home(path: str, home: str | None) -> str:
+    """`~`, `~/x`, `~user/x`, `$HOME` and `${HOME}` expanded against `home` (the run's HOME;
+    the worker's when unset), on the node when the attempt starts; nothing else changes."""
+    home = home or os.path.expanduser("~")
+    path = _HOME_VAR.sub(lambda _m: home, path)
+    if path == "~" or path.startswith("~/"):
+        return home + path[1:]
+    if path.startswith("~"):
+        return os.path.expanduser(path)  # ~user
+    return path
+
+
+def _venv_lines(venv: str, expanded: str) -> list[str]:
+    """Activate the venv, or end with VENV_EXIT_CODE and the reason on stderr."""
+    activate = os.path.join(expanded, "bin", "activate")
+    q = shlex.quote(activate)
+    missing = shlex.quote(f"juqueue: cannot activate the venv {venv!r}: {activate} does not exist")
+    failed = shlex.quote(f"juqueue: cannot activate the venv {venv!r}: sourcing {activate} failed")
+    return [
+        f"if [ ! -f {q} ]; then echo {missing} >&2; exit {VENV_EXIT_CODE}; fi",
+        f'. {q} || {{ echo {failed} "(exit code $?)" >&2; exit {VENV_EXIT_CODE}; }}',
+    ]
+
+
+def build_argv(spec: dict, env: dict[str, str] | None = None) -> list[str]:
+    """The command, wrapped in bash only when the executor asks for shell lines or a venv.
+
+    The original's order: the `prepend_script` lines, then the venv is activated (`~` and
+    `$HOME` expanded against the run's HOME), then `exec` the command. A venv that cannot be
+    activated ends the attempt with exit code VENV_EXIT_CODE and the reason on its stderr."""
     cmd = [str(c) for c in spec["cmd"]]
-    lines: list[str] = []
+    lines: list[str] = list(spec.get("prepend_script") or [])
     if spec.get("venv"):
-        lines.append(f'source "{spec["venv"]}/bin/activate"')
-    lines.extend(spec.get("prepend_script") or [])
+        venv = str(spec["venv"])
+        home = (env if env is not None else os.environ).get("HOME")
+        lines.extend(_venv_lines(venv, expand_home(venv, home)))
     if not lines:
         return cmd
     script = "\n".join([*lines, 'exec "$@"'])
@@ -33,10 +70,12 @@ def build_argv(spec: dict) -> list[str]:
 
 
 def build_env(base: dict[str, str], spec: dict, extra: dict[str, str]) -> dict[str, str]:
-    """The worker's environment, then the executor's; JuQueue's own variables (`extra`) win."""
+    """The worker's environment, then the executor's; JuQueue's own variables (`extra`) win.
+    `python_search_path` entries go before PYTHONPATH, `~` and `$HOME` expanded."""
     env = dict(base)
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
-    search = [str(p) for p in spec.get("python_search_path") or []]
+    home = env.get("HOME")
+    search = [expand_home(str(p), home) for p in spec.get("python_search_path") or []]
     if search:
         old = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join(search + ([old] if old else []))

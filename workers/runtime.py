@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,8 +23,8 @@ from juqueue.broker.keys import Keys
 from juqueue.broker.leases import Leases
 from juqueue.definitions.models import ClusterSpec
 from juqueue.events import EXITED, HEARTBEAT, REJECTED, STARTED, Event
-from juqueue.paths import WorkDir
-from juqueue.policy.slots import parse_cuda_visible_devices, slot_cpus, slot_cuda_devices
+from juqueue.paths import WorkDir, split_global_id
+from juqueue.policy.slots import parse_cuda_visible_devices, parse_nvidia_smi_list, slot_cpus, slot_cuda_devices
 from juqueue.process_group import kill_group, process_start_time, signal_group
 from juqueue.workers import process
 
@@ -78,7 +79,10 @@ class NodeRuntime:
         self.stopping = False
         self._hb_soon = threading.Event()
         self._stop_loop = threading.Event()
-        self._job_devices = parse_cuda_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        self._job_cuda_env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self._job_devices = parse_cuda_visible_devices(self._job_cuda_env)
+        self._listed_gpus: list[str] | None = None  # `nvidia-smi -L`, asked once when needed
+        self._gpu_lock = threading.Lock()
         self._allowed_cpus = sorted(os.sched_getaffinity(0))
         self._base_env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "JUQUEUE_NODE"))}
         self._last_busy = time.monotonic()
@@ -129,8 +133,36 @@ class NodeRuntime:
                 self._free_slots.sort()
                 self._last_busy = time.monotonic()
 
+    def _listed_devices(self) -> list[str]:
+        """The GPUs `nvidia-smi -L` lists (none when it is missing or fails); asked once."""
+        with self._gpu_lock:
+            if self._listed_gpus is None:
+                try:
+                    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+                                         stdin=subprocess.DEVNULL)
+                    self._listed_gpus = parse_nvidia_smi_list(out.stdout) if out.returncode == 0 else []
+                except (OSError, subprocess.SubprocessError) as exc:
+                    log.info("nvidia-smi -L: %s", exc)
+                    self._listed_gpus = []
+            return self._listed_gpus
+
+    def _slot_device(self, slot: int) -> str:
+        """Without cuda_devices_per_slot: slot i gets the i-th of the job's own devices
+        (CUDA_VISIBLE_DEVICES; when unset, what nvidia-smi lists). ValueError when there is none."""
+        if self._job_cuda_env is not None:
+            devices, where = self._job_devices, "CUDA_VISIBLE_DEVICES"
+        else:
+            devices, where = self._listed_devices(), "CUDA_VISIBLE_DEVICES is unset; nvidia-smi -L"
+        try:
+            return slot_cuda_devices(devices, 1, slot)[0]
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({where})") from None
+
     def _slot_env(self, spec: dict, slot: int) -> tuple[dict[str, str], list[int] | None]:
+        experiment, run_id = split_global_id(spec["global_id"])
         extra = {
+            "RUN_ID": run_id,  # the original's names: the run's own id and its experiment
+            "EXPERIMENT_ID": experiment,
             "JUQUEUE_RUN_ID": spec["global_id"],
             "JUQUEUE_ATTEMPT": str(spec["attempt"]),
             "JUQUEUE_RUN_DIR": spec["run_dir"],
@@ -145,6 +177,8 @@ class NodeRuntime:
             extra["CUDA_VISIBLE_DEVICES"] = ",".join(
                 slot_cuda_devices(self._job_devices, self.cluster.cuda_devices_per_slot, slot)
             )
+        elif spec.get("cuda"):
+            extra["CUDA_VISIBLE_DEVICES"] = self._slot_device(slot)
         return extra, cpus
 
     def _run(self, live: LiveAttempt, spec: dict) -> None:
@@ -161,7 +195,7 @@ class NodeRuntime:
         env = process.build_env(self._base_env, spec, extra)
         try:
             proc = process.start_run(
-                process.build_argv(spec), env, Path(spec["run_dir"]), Path(spec["stdout"]), Path(spec["stderr"]), cpus
+                process.build_argv(spec, env), env, Path(spec["run_dir"]), Path(spec["stdout"]), Path(spec["stderr"]), cpus
             )
         except process.WorkDirError as exc:
             self._give_back(live, str(exc), work_dir=True)

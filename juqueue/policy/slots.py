@@ -3,6 +3,10 @@
 Slot i gets the i-th block of what the *job* was given: on a shared or partial node SLURM
 hands the job e.g. CUDA_VISIBLE_DEVICES=3,5,6,7 and an affinity mask of some cores, and a
 run must never touch a device or core that belongs to another job.
+
+Without `cuda_devices_per_slot`, a run with `cuda: true` gets one device, slot i the i-th of
+the job's own CUDA_VISIBLE_DEVICES, or, when the variable is unset, the i-th GPU that
+`nvidia-smi -L` lists (as the original did).
 """
 
 from __future__ import annotations
@@ -14,6 +18,18 @@ def parse_cuda_visible_devices(value: str | None) -> list[str]:
     if not value:
         return []
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_nvidia_smi_list(text: str) -> list[str]:
+    """GPU indices, in order, from `nvidia-smi -L` ("GPU 0: NVIDIA A100 (UUID: GPU-...)");
+    MIG lines and anything else are skipped."""
+    out = []
+    for line in (text or "").splitlines():
+        head, sep, _ = line.partition(":")
+        parts = head.split()
+        if sep and len(parts) == 2 and parts[0] == "GPU" and parts[1].isdigit():
+            out.append(parts[1])
+    return out
 
 
 def _check(per_slot: int, slot: int) -> None:
