@@ -183,6 +183,13 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
             out.print(f"cluster {cluster['name']}: {used['node_hours']:.3f} node-hours billed{est}, "
                       f"{used['busy_slot_hours']:.3f} busy slot-hours, efficiency {eff}, "
                       f"{used['lost_hours']:.3f} h of work lost", markup=False, highlight=False)
+        budget = cluster.get("budget") or {}
+        if budget.get("budget_node_hours") is not None or budget.get("reason"):
+            projected = budget.get("projected_node_hours")
+            left = f"{projected:.3f}" if projected is not None else "unknown"
+            line = (f"cluster {cluster['name']}: budget {budget.get('budget_node_hours')} node-hours, spent "
+                    f"{budget.get('spent_node_hours', 0):.3f}, remaining runs need {left}")
+            out.print(line + (f"; {budget['reason']}" if budget.get("reason") else ""), markup=False, highlight=False)
         if cluster.get("surplus_reason"):
             out.print(f"cluster {cluster['name']}: surplus waits: {cluster['surplus_reason']}", markup=False, highlight=False)
         if not cluster["nodes"]:

@@ -8,14 +8,17 @@ from juqueue.broker.leases import Leases
 from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.publisher import Publisher
 from juqueue.controller.state import ControllerState, RunState
+from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.config import ClusterHealth
 from juqueue.definitions.models import ClusterSpec
 from juqueue.status import NodeState, RunStatus, StopReason
 
 
 class UserActions:
-    def __init__(self, state: ControllerState, lifecycle: RunLifecycle, publisher: Publisher, leases: Leases) -> None:
+    def __init__(self, state: ControllerState, lifecycle: RunLifecycle, publisher: Publisher, leases: Leases,
+                 budgets: BudgetKeeper | None = None) -> None:
         self.s = state
+        self.budgets = budgets
         self.lifecycle = lifecycle
         self.publisher = publisher
         self.leases = leases
@@ -86,6 +89,8 @@ class UserActions:
         for run in queued:  # after all are in memory: they may depend on each other
             self.lifecycle.enqueue(run)
         s.definition_errors = [str(e) for e in result.errors]
+        if self.budgets is not None:
+            self.budgets.set_experiment_caps(dict(result.budgets), keep=set(result.failed_experiments))
         s.dirty_placement = True
         return {"added": summary.added, "updated": summary.updated, "undefined": summary.undefined,
                 "errors": s.definition_errors}

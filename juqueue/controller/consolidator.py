@@ -40,6 +40,7 @@ class ClusterView:
 
     target: int = 0
     surplus_since: float | None = None
+    surplus_seen_at: float | None = None  # the last plan that saw a surplus
     emptying: str | None = None
     emptying_since: float | None = None
     moves: list[dict] = field(default_factory=list)
@@ -117,7 +118,15 @@ class Consolidator:
         plan = plan_consolidation(self.snapshot(now, self.targets()), now)
         self.s.surplus = set(plan.surplus)
         for cp in plan.clusters:
-            self.view(cp.cluster).surplus_since = cp.surplus_since
+            view = self.view(cp.cluster)
+            if cp.surplus_since is not None:
+                view.surplus_since, view.surplus_seen_at = cp.surplus_since, now
+            elif view.surplus_since is not None:
+                # A release that clears the surplus for a moment does not restart the wait while
+                # demand keeps falling: the surplus counts as one until it was gone consolidate_after.
+                spec = self.s.config.clusters.get(cp.cluster)
+                if spec is None or now - (view.surplus_seen_at or now) >= spec.consolidate_after:
+                    view.surplus_since = view.surplus_seen_at = None
         return plan
 
     # ---------------------------------------------------------------- act

@@ -31,6 +31,7 @@ from juqueue.broker.keys import Keys
 from juqueue.broker.event_stream import EventStream, Generation
 from juqueue.broker.leases import Leases
 from juqueue.controller.actions import UserActions
+from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.clock import Clock, SystemClock
 from juqueue.controller.config import ControllerConfig
 from juqueue.controller.consolidator import Consolidator
@@ -67,11 +68,12 @@ class Controller:
         self.s = state = ControllerState(config, store, clock or SystemClock())
         self.lifecycle = RunLifecycle(state)
         self.loss = NodeLoss(state, self.lifecycle, backends, publisher, leases)
-        self.fleet = Fleet(state, self.lifecycle, self.loss, backends, publisher, namespace)
+        self.budgets = BudgetKeeper(state)
+        self.fleet = Fleet(state, self.lifecycle, self.loss, backends, publisher, namespace, self.budgets)
         self.ingest = EventIngest(state, self.lifecycle, self.fleet, self.loss, publisher)
         self.dispatch = Dispatch(state, publisher)
         self.recovery = Recovery(state, self.lifecycle, self.loss, backends, stream, leases, generation)
-        self.actions = UserActions(state, self.lifecycle, publisher, leases)
+        self.actions = UserActions(state, self.lifecycle, publisher, leases, self.budgets)
         self.consolidator = Consolidator(state, self.fleet, self.loss, self.actions, backends)
         self.usage = UsageSampler(state)
         self._commands: queue.Queue[_Command] = queue.Queue()
@@ -144,8 +146,13 @@ class Controller:
         return {name: h.paused_reason for name, h in self.s.health.items()}
 
     def clusters_snapshot(self) -> dict[str, dict]:
-        """Per cluster: target, policies, the consolidation under way and why a surplus waits."""
-        return {name: self.consolidator.status(name) for name in self.config.clusters}
+        """Per cluster: target, policies, the consolidation under way, why a surplus waits, budget."""
+        budgets = self.budgets.status()
+        return {name: {**self.consolidator.status(name), "budget": budgets["clusters"].get(name)}
+                for name in self.config.clusters}
+
+    def experiment_budgets(self) -> dict[str, dict]:
+        return self.budgets.status()["experiments"]
 
     def nodes_snapshot(self) -> list[dict]:
         """Live nodes as the API shows them."""

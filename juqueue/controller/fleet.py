@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 
 from juqueue.backends.base import BackendError, NodeBackend
+from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.node_loss import NodeLoss
 from juqueue.controller.publisher import Publisher
 from juqueue.controller.lifecycle import RunLifecycle
@@ -22,8 +24,9 @@ log = logging.getLogger(__name__)
 
 class Fleet:
     def __init__(self, state: ControllerState, lifecycle: RunLifecycle, loss: NodeLoss,
-                 backends: dict[str, NodeBackend], publisher: Publisher, namespace: str) -> None:
+                 backends: dict[str, NodeBackend], publisher: Publisher, namespace: str, budgets: BudgetKeeper) -> None:
         self.s = state
+        self.budgets = budgets
         self.lifecycle = lifecycle
         self.loss = loss
         self.backends = backends
@@ -55,6 +58,10 @@ class Fleet:
             paused = health.paused_reason is not None
             target = None if targets is None else targets.get(name)
             wanted = nodes_to_start(load, paused=paused, target=target)
+            if (wanted or starved) and self.budgets.any_caps():
+                load = self._within_budgets(name, spec, load, now)
+                wanted = nodes_to_start(load, paused=paused, target=target) if load.max_jobs else 0
+                starved = starved if load.max_jobs else 0
             if starved and not wanted and not paused and health.device_probes < 1 and len(nodes) < spec.max_jobs:
                 health.device_probes += 1
                 probe = self.start_node(spec, now)
@@ -63,6 +70,29 @@ class Fleet:
                 continue
             for _ in range(wanted):
                 self.start_node(spec, now)
+
+    def _within_budgets(self, name: str, spec: ClusterSpec, load: ClusterLoad, now: float) -> ClusterLoad:
+        """The load as budgets allow: no start at all past the cluster's cap (max_jobs 0), and
+        ready runs of an experiment at its cap are no demand (they may still use free slots).
+        Waiting runs say why; the reason is set when it changes."""
+        s = self.s
+        ready = s.queue.head(name, s.queue.ready_count(name))
+        refusal = self.budgets.cluster_refusal(name, spec, now)
+        by_exp: dict[str, str | None] = {}
+        capped = 0
+        for gid in ready:
+            exp = s.runs[gid].experiment
+            if exp not in by_exp:
+                by_exp[exp] = self.budgets.experiment_refusal(exp, spec, now)
+            reason = refusal or by_exp[exp]
+            if by_exp[exp]:
+                capped += 1
+            run = s.runs[gid]
+            if reason or (run.reason or "").startswith("node-hour budget"):
+                self.lifecycle.set_wait_reason(run, reason)
+        if refusal:
+            return replace(load, max_jobs=0)
+        return replace(load, ready_queued=max(0, load.ready_queued - capped))
 
     def _new_node_name(self, cluster: str, now: float) -> str:
         self._node_seq += 1

@@ -97,6 +97,8 @@ class LoadResult(BaseModel):
     failed_files: list[str] = Field(default_factory=list)
     # experiment names (as far as known) of the failed files: leave them untouched
     failed_experiments: list[str] = Field(default_factory=list)
+    # experiment name -> its node-hour budget (`budget_node_hours`), for those that set one
+    budgets: dict[str, float] = Field(default_factory=dict)
     # True when the evaluation as a whole failed (timeout, crash, missing def dir): then
     # nothing is known about any file and the caller must change nothing at all
     aborted: bool = False
@@ -122,6 +124,8 @@ class ClusterSpec(BaseModel):
     consolidation: Literal["aggressive", "idle"] = "aggressive"
     consolidate_after: float = Field(60.0, ge=0)  # seconds a surplus must last before runs are moved
     move_cooldown: float = Field(1800.0, ge=0)  # seconds a moved run is not moved again
+    budget_node_hours: float | None = Field(None, gt=0)  # no node starts once it would be exceeded
+    budget_step: float = Field(3600.0, gt=0)  # seconds a local node is counted for in the budget
     env: dict[str, str] = Field(default_factory=dict)
     # local only (accepted from the original's files)
     cores: int | None = None

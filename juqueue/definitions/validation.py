@@ -22,6 +22,7 @@ class FileResult:
     experiments: list[str] = field(default_factory=list)  # names, known even if the file failed
     runs: list[RunSpec] = field(default_factory=list)
     errors: list[DefinitionError] = field(default_factory=list)
+    budgets: dict[str, float] = field(default_factory=dict)  # experiment -> budget_node_hours
 
     def error(self, message: str, run: str | None = None, field_: str | None = None) -> None:
         self.errors.append(DefinitionError(file=self.file, message=message, run=run, field=field_))
@@ -177,4 +178,5 @@ def combine(files: list[FileResult], cluster_names: set[str] | None) -> LoadResu
             result.runs.extend(fr.runs)
             for name in fr.experiments:
                 result.experiments[name] = fr.file
+            result.budgets.update(fr.budgets)
     return result

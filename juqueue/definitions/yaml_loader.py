@@ -49,6 +49,7 @@ class ExperimentFile(RunEntry):
 
     experiment: str
     runs: list[RunEntry] | None = None
+    budget_node_hours: float | None = Field(None, gt=0)  # no node starts for its runs past it
 
 
 def yaml_files(def_dir: Path) -> list[Path]:
@@ -169,6 +170,8 @@ def load_yaml_file(def_dir: Path, path: Path) -> FileResult:
     except ValidationError as exc:
         fr.errors.extend(errors_from_validation(fr.file, exc))
         return fr
+    if doc.budget_node_hours is not None:
+        fr.budgets[doc.experiment] = doc.budget_node_hours
     if doc.runs is None:
         _entry_runs(fr, doc.experiment, doc, doc, "")
         return fr
