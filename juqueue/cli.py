@@ -54,7 +54,7 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value).strftime("%H:%M:%S") if value else ""
 
 
-STATUS_STYLE = {"queued": "yellow", "assigned": "magenta", "running": "cyan", "completed": "green",
+STATUS_STYLE = {"held": "blue", "queued": "yellow", "assigned": "magenta", "running": "cyan", "completed": "green",
                 "failed": "red", "cancelled": "dim"}
 
 
@@ -90,10 +90,10 @@ def _api(ctx: typer.Context, conn: Connection, timeout: float = 30.0) -> Iterato
         client.close()
 
 
-def _selection(runs: list[str] | None, experiment: str | None) -> dict:
-    if not runs and not experiment:
-        _fail("name at least one run (experiment@run) or give --experiment")
-    return {"ids": list(runs or []), "experiment": experiment}
+def _selection(runs: list[str] | None, experiment: str | None, status: str | None = None) -> dict:
+    if not runs and not experiment and not status:
+        _fail("name at least one run (experiment@run) or give --experiment" + (" or --status" if status is not None else ""))
+    return {"ids": list(runs or []), "experiment": experiment, "status": status}
 
 
 # ---------------------------------------------------------------------- serve
@@ -108,7 +108,7 @@ def _serve(args: ServeArgs) -> NoReturn:
                         work_dir=Path(args.work_dir).expanduser().resolve(),
                         broker=args.broker, db_url=args.db_url, host=args.host, port=args.port,
                         broker_host=args.broker_host, tick_interval=args.tick_interval, log_level=args.log_level,
-                        flower_port=args.flower_port)
+                        flower_port=args.flower_port, hold_new=args.hold_new)
     raise typer.Exit(run_server(opts))
 
 
@@ -214,7 +214,7 @@ def status(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -
 @with_option_groups
 def runs(ctx: typer.Context,
          experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")] = None,
-         status_: Annotated[Optional[str], typer.Option("--status", "-s", help="queued, assigned, running, completed, failed or cancelled.")] = None,
+         status_: Annotated[Optional[str], typer.Option("--status", "-s", help="held, queued, assigned, running, completed, failed or cancelled.")] = None,
          json_out: JsonOpt = False, *, conn: Connection) -> None:
     """List runs; --json prints one object per run (a stable interface)."""
     with _api(ctx, conn) as api:
@@ -240,19 +240,23 @@ def runs(ctx: typer.Context,
     _console().print(table)
 
 
+_DONE = {"cancel": ("cancelled", "already final"), "requeue": ("requeued", "not failed or cancelled"),
+         "hold": ("held", "not queued nor live"), "release": ("released", "not held"),
+         "resume": ("resumed", "not held, failed or cancelled (completed: with --completed)")}
+
+
 def _act(ctx: typer.Context, verb: str, runs_: list[str] | None, experiment: str | None, json_out: bool,
-         conn: Connection) -> None:
-    """cancel and requeue: post the selection, print what was done and skipped; unknown ids exit 1."""
-    body = _selection(runs_, experiment)
+         conn: Connection, status: str | None = None, **extra: object) -> None:
+    """Post the selection, print what was done and skipped; unknown ids exit 1."""
+    body = {**_selection(runs_, experiment, status), **extra}
     with _api(ctx, conn) as api:
         result = api.post(f"/api/runs/{verb}", body)
     if json_out:
         _print_json(result)
     else:
-        done_key = "cancelled" if verb == "cancel" else "requeued"
+        done_key, why = _DONE[verb]
         typer.echo(f"{done_key} {len(result[done_key])}: {' '.join(result[done_key])}".rstrip(": "))
         if result.get("skipped"):
-            why = "already final" if verb == "cancel" else "not failed or cancelled"
             typer.echo(f"skipped ({why}): {' '.join(result['skipped'])}")
     if result.get("unknown"):
         _fail(f"unknown: {' '.join(result['unknown'])}", code=1)
@@ -276,6 +280,36 @@ def requeue(ctx: typer.Context,
             json_out: JsonOpt = False, *, conn: Connection) -> None:
     """Put failed or cancelled runs back in the queue."""
     _act(ctx, "requeue", runs_, experiment, json_out, conn)
+
+
+_StatusSel = Annotated[Optional[str], typer.Option("--status", "-s", help="Every run with this status (with --experiment: of it).")]
+_RunsArg = Annotated[Optional[list[str]], typer.Argument(metavar="RUN...", help="Global ids (experiment@run).")]
+_ExpOpt = Annotated[Optional[str], typer.Option("--experiment", "-e", help="Every run of this experiment.")]
+
+
+@app.command()
+@with_option_groups
+def hold(ctx: typer.Context, runs_: _RunsArg = None, experiment: _ExpOpt = None, status_: _StatusSel = None,
+         json_out: JsonOpt = False, *, conn: Connection) -> None:
+    """Hold queued runs (they start no node); a live run is held if it is interrupted later."""
+    _act(ctx, "hold", runs_, experiment, json_out, conn, status_ or "")
+
+
+@app.command()
+@with_option_groups
+def release(ctx: typer.Context, runs_: _RunsArg = None, experiment: _ExpOpt = None, status_: _StatusSel = None,
+            json_out: JsonOpt = False, *, conn: Connection) -> None:
+    """Put held runs back in the queue."""
+    _act(ctx, "release", runs_, experiment, json_out, conn, status_ or "")
+
+
+@app.command()
+@with_option_groups
+def resume(ctx: typer.Context, runs_: _RunsArg = None, experiment: _ExpOpt = None, status_: _StatusSel = None,
+           completed: Annotated[bool, typer.Option("--completed", help="Also rerun completed runs.")] = False,
+           json_out: JsonOpt = False, *, conn: Connection) -> None:
+    """Release held runs and requeue failed and cancelled ones (fresh retry budget, next attempt)."""
+    _act(ctx, "resume", runs_, experiment, json_out, conn, status_ or "", completed=completed)
 
 
 @app.command()

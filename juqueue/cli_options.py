@@ -36,6 +36,7 @@ BrokerHostOpt = Annotated[Optional[str], typer.Option("--broker-host", help="Add
 TickOpt = Annotated[float, typer.Option("--tick-interval", help="Seconds between the controller's periodic reconciles.")]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.")]
 FlowerPortOpt = Annotated[int | None, typer.Option("--flower-port", help="Also run Flower (the Celery monitor) on this port, behind the dashboard token as its password.")]
+HoldNewOpt = Annotated[bool, typer.Option("--hold-new", help="Every run that appears (first load or reload) is held until `juqueue release` or `resume`.")]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class ServeArgs:
     tick_interval: TickOpt = 2.0
     log_level: LogLevelOpt = "INFO"
     flower_port: FlowerPortOpt = None
+    hold_new: HoldNewOpt = False
 
 
 OPTION_GROUPS: tuple[type, ...] = (Connection, ServeArgs)

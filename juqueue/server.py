@@ -41,6 +41,7 @@ class ServeOptions:
     tick_interval: float = 2.0
     log_level: str = "INFO"
     flower_port: int | None = None  # None: no Flower
+    hold_new: bool = False  # runs that first appear are held
 
 
 class WorkDirLock:

@@ -85,7 +85,8 @@ class ServerRuntime:
         self._add_slurm_backend(self.clusters)
         become_subreaper()
         self.controller = Controller.on_redis(
-            ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval, task_events=bool(self.opts.flower_port)),
+            ControllerConfig(self.work, self.clusters, tick_interval_s=self.opts.tick_interval, task_events=bool(self.opts.flower_port),
+                             hold_new=self.opts.hold_new),
             self.store, client, app, backends, self.namespace
         )
         self.controller.start()

@@ -6,6 +6,7 @@ from enum import Enum
 
 
 class RunStatus(str, Enum):
+    HELD = "held"  # exists, is no demand, waits for `release` or `resume` (the original's "inactive")
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RUNNING = "running"

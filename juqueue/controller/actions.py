@@ -49,7 +49,54 @@ class UserActions:
         self.publisher.send_control(run.node or "", {"op": "stop", "global_id": run.gid, "attempt": run.attempt, "reason": detail,
                                                      "grace": spec.grace_period if spec else 30})
 
-    def requeue_runs(self, gids: list[str]) -> list[str]:
+    def hold_runs(self, gids: list[str]) -> list[str]:
+        """Queued runs become held (no demand); a live run is not stopped: it becomes held if it
+        is interrupted later."""
+        s = self.s
+        done = []
+        for gid in gids:
+            run = s.runs.get(gid)
+            if run is None:
+                continue
+            if run.status == RunStatus.QUEUED:
+                s.queue.remove(gid)
+                run.status, run.reason = RunStatus.HELD, "held by the user"
+                s.mark_run_dirty(run)
+                s.batch.event(gid, "held", run.attempt, None, "held by the user")
+                done.append(gid)
+            elif run.status.is_live:
+                run.hold_on_interrupt = True
+                done.append(gid)
+        s.dirty_placement = True
+        return done
+
+    def release_runs(self, gids: list[str]) -> list[str]:
+        """Held runs go back to the queue."""
+        s = self.s
+        done = []
+        for gid in gids:
+            run = s.runs.get(gid)
+            if run is None:
+                continue
+            run.hold_on_interrupt = False
+            if run.status != RunStatus.HELD:
+                continue
+            run.status, run.reason, run.queued_at = RunStatus.QUEUED, None, s.now()
+            s.mark_run_dirty(run)
+            s.batch.event(gid, "released", run.attempt, None, "released by the user")
+            self.lifecycle.enqueue(run)
+            done.append(gid)
+        s.dirty_placement = True
+        return done
+
+    def resume_runs(self, gids: list[str], completed: bool = False) -> list[str]:
+        """The original's Resume: release held runs, requeue failed and cancelled ones (and,
+        asked for, completed ones) with a fresh retry budget and the next attempt number."""
+        done = self.release_runs(gids)
+        finals = (RunStatus.FAILED, RunStatus.CANCELLED) + ((RunStatus.COMPLETED,) if completed else ())
+        return done + self.requeue_runs([g for g in gids if g not in done], finals)
+
+    def requeue_runs(self, gids: list[str], finals: tuple[RunStatus, ...] = (RunStatus.FAILED, RunStatus.CANCELLED)) -> list[str]:
         """FAILED or CANCELLED runs go back to QUEUED (a fresh retry budget), with the
         definition the store holds now."""
         s = self.s
@@ -58,7 +105,7 @@ class UserActions:
         now = s.now()
         for gid in gids:
             row = rows.get(gid)
-            if row is None or RunStatus(row.status) not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            if row is None or RunStatus(row.status) not in finals:
                 continue
             run = RunState.from_row(row)
             run.status, run.reason, run.exit_code, run.ended_at = RunStatus.QUEUED, "requeued by the user", None, None
@@ -75,7 +122,7 @@ class UserActions:
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
         """Apply a reload's result, then take new and changed queued runs into memory."""
         s = self.s
-        summary = s.store.apply_definitions(result)
+        summary = s.store.apply_definitions(result, hold_new=s.config.hold_new)
         changed = set(summary.added) | set(summary.updated) | set(summary.undefined) | set(summary.redefined)
         rows = s.store.runs_by_id(changed)
         self.lifecycle.prefetch_statuses(d for row in rows.values() for d in json.loads(row.depends_on or "[]"))

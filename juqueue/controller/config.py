@@ -21,7 +21,8 @@ class ControllerConfig:
     read_count: int = 5000
     stop_escalate_s: float = 60.0
     task_events: bool = False  # workers send Celery task events (Flower's task view)
-    store_retry_max_s: float = 5.0  # back-off ceiling while the store refuses commits
+    store_retry_max_s: float = 5.0
+    hold_new: bool = False  # `serve --hold-new`: every run that first appears is held  # back-off ceiling while the store refuses commits
 
 
 @dataclass

@@ -136,6 +136,15 @@ class Controller:
     def requeue_runs(self, gids: list[str]) -> list[str]:
         return self.actions.requeue_runs(gids)
 
+    def hold_runs(self, gids: list[str]) -> list[str]:
+        return self.actions.hold_runs(gids)
+
+    def release_runs(self, gids: list[str]) -> list[str]:
+        return self.actions.release_runs(gids)
+
+    def resume_runs(self, gids: list[str], completed: bool = False) -> list[str]:
+        return self.actions.resume_runs(gids, completed)
+
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
         return self.actions.apply_definitions(result)
 

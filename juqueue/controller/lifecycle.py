@@ -65,10 +65,13 @@ class RunLifecycle:
                 run.exit_code, run.ended_at = exit_code, ended_at
             else:
                 run.queued_at = s.now()
-            kind = "requeued" if outcome.status == RunStatus.QUEUED else outcome.status.value
+                if interrupted and run.hold_on_interrupt:
+                    run.status, run.hold_on_interrupt = RunStatus.HELD, False
+                    run.reason = f"held after an interruption: {why}"
+            kind = {RunStatus.QUEUED: "requeued", RunStatus.HELD: "held"}.get(run.status, run.status.value)
             detail = f"exit code {exit_code}" if not interrupted else f"interrupted: {why} (exit code {exit_code})"
             s.batch.event(run.gid, kind, run.attempt, node_name, detail, ended_at)
-        run.node = None if run.status == RunStatus.QUEUED else run.node
+        run.node = None if run.status in (RunStatus.QUEUED, RunStatus.HELD) else run.node
         if run.status != RunStatus.QUEUED:
             s.release_reservation(run)
             s.note_completed(run)

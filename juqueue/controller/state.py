@@ -46,6 +46,7 @@ class RunState:
     stop_detail: str | None = None  # the words shown with it
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
 
+    hold_on_interrupt: bool = False  # `hold` asked while it ran: held, not queued, if interrupted
     moved_at: float | None = None  # when consolidation last moved it (its cooldown)
     move_to: str | None = None  # the node holding a slot reserved for its next attempt
 

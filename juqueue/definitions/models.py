@@ -47,6 +47,7 @@ class RunSpec(BaseModel):
     max_retries: int = 0
     movable: bool = True  # False: consolidation never interrupts it
     duration: float | None = Field(None, ge=0)  # expected run time in seconds, when the user knows it
+    hold: bool = False  # when the run first appears it is `held`, not queued
     source_file: str = ""
 
     @property
@@ -63,7 +64,7 @@ class RunSpec(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None}
+_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None, "hold": False}
 
 
 class DefinitionError(BaseModel):

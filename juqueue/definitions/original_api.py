@@ -148,6 +148,7 @@ class RunDef(BaseModel):
     max_retries: int = Field(0, ge=0)  # new: automatic requeues after a failure (exit != 0)
     movable: bool = True  # new: False keeps consolidation from ever interrupting the run
     duration: float | None = None  # new: expected run time, seconds or "HH:MM:SS"
+    hold: bool = False  # new: the run starts `held` when it first appears
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -250,6 +251,7 @@ class RunDef(BaseModel):
             max_retries=self.max_retries,
             movable=self.movable,
             duration=self.duration,
+            hold=self.hold,
             source_file=source_file,
         )
 

@@ -23,7 +23,7 @@ SKIP_DIRS = {"__pycache__", "node_modules"}
 CLUSTERS_FILE = "clusters.yaml"
 
 _RUN_FIELDS = ("cluster", "cmd", "parameters", "parameter_format", "executor", "depends_on", "max_retries",
-               "movable", "duration")
+               "movable", "duration", "hold")
 
 
 class RunEntry(BaseModel):
@@ -41,6 +41,7 @@ class RunEntry(BaseModel):
     max_retries: int | None = Field(None, ge=0)
     movable: bool | None = None
     duration: float | str | None = None
+    hold: bool | None = None  # new runs start `held` (until `juqueue release`)
     matrix: dict[str, list[Any]] | None = None
 
 
@@ -138,6 +139,7 @@ def _add_run(fr: FileResult, name: str, run_id: str, fields: dict[str, Any], com
             executor=ExecutorDef(**fields["executor"]),
             depends_on=deps, max_retries=fields["max_retries"] or 0,
             movable=True if fields["movable"] is None else fields["movable"], duration=fields["duration"],
+            hold=bool(fields["hold"]),
         )
         fr.runs.append(run.to_spec(source_file=fr.file))
     except ValidationError as exc:

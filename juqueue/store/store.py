@@ -98,7 +98,7 @@ class Store:
                 conn.execute(insert(UsageSampleRow), batch.usage_samples)
 
     # ---- definitions --------------------------------------------------------------------
-    def apply_definitions(self, result: LoadResult, now: float | None = None) -> ApplySummary:
+    def apply_definitions(self, result: LoadResult, now: float | None = None, hold_new: bool = False) -> ApplySummary:
         """Apply the difference between what the files define and the store.
 
         Experiments of files that failed are left exactly as they are. A run whose definition
@@ -142,7 +142,8 @@ class Store:
                     if gid not in existing:
                         new_runs.append({
                             "global_id": gid, "experiment": spec.experiment, "run_id": spec.id, "cluster": spec.cluster,  # type: ignore[attr-defined]
-                            "status": RunStatus.QUEUED.value, "attempt": 0, "spec_json": spec.model_dump_json(),  # type: ignore[attr-defined]
+                            "status": (RunStatus.HELD if hold_new or spec.hold else RunStatus.QUEUED).value,  # type: ignore[attr-defined]
+                            "attempt": 0, "spec_json": spec.model_dump_json(),  # type: ignore[attr-defined]
                             "fingerprint": fp, "depends_on": json.dumps(spec.depends_on), "max_retries": spec.max_retries,  # type: ignore[attr-defined]
                             "retries_used": 0, "defined": True, "queued_at": stamp,
                         })
@@ -196,7 +197,7 @@ class Store:
     # ---- reads --------------------------------------------------------------------------
     def active_runs(self) -> list[RunRow]:
         with self.session() as s:
-            live = [RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
+            live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
             return list(s.execute(select(RunRow).where(RunRow.status.in_(live))).scalars())  # type: ignore[attr-defined]
 
     def runs_by_id(self, gids: Iterable[str]) -> dict[str, RunRow]:

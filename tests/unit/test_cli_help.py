@@ -115,4 +115,4 @@ def test_client_commands_against_the_app(tmp_path: Path, monkeypatch):
     assert result.exit_code == 2
     assert result.stderr.strip() == "juqueue: the server at http://testserver rejected the token from --token"
     result = runner.invoke(app, ["runs", "--status", "bogus", "--work-dir", str(work)])
-    assert result.exit_code == 2 and "allowed: queued" in result.stderr
+    assert result.exit_code == 2 and "allowed: held, queued" in result.stderr

@@ -25,6 +25,11 @@ class RunSelection(BaseModel):
 
     ids: list[str] = Field(default_factory=list, description="global ids, 'experiment@run'")
     experiment: str | None = Field(None, description="act on every run of this experiment")
+    status: str | None = Field(None, description="act on every run with this status (with `experiment`: of that experiment)")
+
+
+class ResumeSelection(RunSelection):
+    completed: bool = Field(False, description="also rerun completed runs (a fresh retry budget, the next attempt)")
 
 
 def run_to_dict(row: RunRow) -> dict:
@@ -82,13 +87,14 @@ def get_run(global_id: str, store: StoreDep) -> dict:
 
 def _select(store: Store, sel: RunSelection) -> tuple[list[str], list[str]]:
     """Split the selection into known global ids and unknown names (never silently dropped)."""
-    if not sel.ids and not sel.experiment:
-        raise HTTPException(422, detail="give 'ids' (global ids) or 'experiment'")
+    if not sel.ids and not sel.experiment and not sel.status:
+        raise HTTPException(422, detail="give 'ids' (global ids), 'experiment' or 'status'")
+    status = _check_status(sel.status)
     wanted = list(dict.fromkeys(sel.ids))
     unknown: list[str] = []
-    if sel.experiment:
-        runs = store.list_runs(experiment=sel.experiment)
-        if not runs:
+    if sel.experiment or status:
+        runs = store.list_runs(experiment=sel.experiment, status=status)
+        if not runs and sel.experiment and not store.list_runs(experiment=sel.experiment, limit=1):
             unknown.append(sel.experiment)
         wanted += [r.global_id for r in runs if r.global_id not in wanted]
     known = store.runs_by_id(wanted)
@@ -108,6 +114,27 @@ def requeue_runs(sel: RunSelection, ctx: ContextDep) -> dict:
     known, unknown = _select(ctx.store, sel)
     done = ctx.controller.call(lambda: ctx.controller.requeue_runs(known)) if known else []
     return {"requeued": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+
+
+@router.post("/hold", summary="Hold queued runs (no demand); live ones are held if interrupted later")
+def hold_runs(sel: RunSelection, ctx: ContextDep) -> dict:
+    known, unknown = _select(ctx.store, sel)
+    done = ctx.controller.call(lambda: ctx.controller.hold_runs(known)) if known else []
+    return {"held": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+
+
+@router.post("/release", summary="Release held runs into the queue")
+def release_runs(sel: RunSelection, ctx: ContextDep) -> dict:
+    known, unknown = _select(ctx.store, sel)
+    done = ctx.controller.call(lambda: ctx.controller.release_runs(known)) if known else []
+    return {"released": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+
+
+@router.post("/resume", summary="Release held runs and requeue failed and cancelled (and, asked for, completed) ones")
+def resume_runs(sel: ResumeSelection, ctx: ContextDep) -> dict:
+    known, unknown = _select(ctx.store, sel)
+    done = ctx.controller.call(lambda: ctx.controller.resume_runs(known, sel.completed)) if known else []
+    return {"resumed": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
 
 
 @router.get("/{global_id}/logs", summary="A chunk of an attempt's stdout or stderr, from a byte offset")
