@@ -87,6 +87,10 @@ def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
         stage = "Experiment.name"
         name = xp.name
         fr.experiments.append(name)
+        stage = "Experiment.budget_node_hours"
+        budget = getattr(xp, "budget_node_hours", None)
+        stage = "Experiment.hold"
+        hold = bool(getattr(xp, "hold", False))
         stage = "Experiment.runs"
         runs = list(xp.runs)
     except ValidationError as exc:
@@ -97,7 +101,14 @@ def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
     except (Exception, SystemExit) as exc:
         fr.error(f"{stage}: {_describe(exc)}{_where(exc, path)}")
         return
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
+            fr.error(f"budget_node_hours must be a number > 0, got {budget!r}", field_="budget_node_hours")
+            return
+        fr.budgets[name] = float(budget)
     for i, run in enumerate(runs):
+        if hold and isinstance(run, RunDef) and not run.hold:
+            run = run.model_copy(update={"hold": True})  # the experiment's `hold` holds all its runs
         if not isinstance(run, RunDef):
             fr.error(f"runs[{i}] is a {type(run).__name__}, not a RunDef", field_="runs")
             continue

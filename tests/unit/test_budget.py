@@ -39,3 +39,22 @@ def test_caps_in_clusters_yaml_and_experiment_files(tmp_path: Path) -> None:
     assert res.budgets == {"e": 3.0}
     (err,) = res.errors
     assert err.file == "bad.yaml" and err.field == "budget_node_hours"
+
+
+def test_experimentdef_budget_and_hold_attributes(tmp_path: Path) -> None:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "p.py").write_text(textwrap.dedent("""\
+        from juqueue import ExperimentDef, RunDef
+
+        class Experiment(ExperimentDef):
+            name = "p"
+            budget_node_hours = 7
+            hold = True
+
+            @property
+            def runs(self):
+                return [RunDef(id="a", experiment_name="p", cluster="c", cmd=["true"])]
+        """))
+    res = evaluate_def_dir(tmp_path, {"c"})
+    assert res.errors == [] and res.budgets == {"p": 7.0}
+    assert [r.hold for r in res.runs] == [True]
