@@ -73,6 +73,8 @@ def _api(ctx: typer.Context, conn: Connection, timeout: float = 30.0) -> Iterato
     wd = locate_work_dir(conn.work_dir or root.get("work_dir"), os.environ, Path.cwd())
     target = find_server(url=conn.url, port=conn.port or root.get("port"), env=os.environ, work_dir=wd,
                          registry=load_registry(registry_path()))
+    if not target.url:  # the work dir's server runs without an API (--port -1)
+        _fail(target.how)
     tok, tok_source = find_token(token=conn.token, env=os.environ, target=target)
     client = ApiClient(target.url, tok, timeout=timeout)
     try:
@@ -107,6 +109,7 @@ def _serve(args: ServeArgs) -> NoReturn:
     opts = ServeOptions(def_dir=Path(args.def_dir).expanduser().resolve(),
                         work_dir=Path(args.work_dir).expanduser().resolve(),
                         broker=args.broker, db_url=args.db_url, host=args.host, port=args.port,
+                        unix_socket=Path(args.unix_socket).expanduser().resolve() if args.unix_socket else None,
                         broker_host=args.broker_host, tick_interval=args.tick_interval, log_level=args.log_level,
                         flower_port=args.flower_port, hold_new=args.hold_new)
     raise typer.Exit(run_server(opts))
@@ -382,6 +385,10 @@ def url(ctx: typer.Context, *, conn: Connection) -> None:
     """Print the dashboard link with its token (open it once; a cookie keeps you signed in)."""
     with _api(ctx, conn) as api:
         api.get("/api/runs", limit=1)  # the server answers and takes the token
+        if api.unix_socket is not None:
+            typer.echo(f"the server listens on the Unix socket {api.unix_socket}: forward it to open the dashboard, e.g. "
+                       f"`ssh -L 51234:{api.unix_socket} <this host>`, then http://localhost:51234/?token={api.token}")
+            return
         typer.echo(f"{api.url}/?token={api.token}")
 
 
@@ -421,8 +428,10 @@ def slurm_script(
         _fail(f"SLURM job scripts are not available in this installation ({exc})")
 
     work = Path(work_dir).expanduser().resolve()
+    from juqueue.paths import WorkDir
+
     typer.echo(render_job_script(spec, node="<node>", token="<token>", work_dir=work,
-                                 log_path=work / "nodes" / "<node>" / "job.log"), nl=False)
+                                 log_path=WorkDir(work).node_dir("<node>") / "job.log"), nl=False)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar, get_type_hints
 import typer
 
 SERVER = "Finding the server"
-UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Server address. Else JUQUEUE_URL, the work dir's server.json, the registry, http://127.0.0.1:51234.", rich_help_panel=SERVER)]
+UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Server address (http://host:port or unix:/path/of/socket). Else JUQUEUE_URL, the work dir's server.json, the registry, http://127.0.0.1:51234.", rich_help_panel=SERVER)]
 PortOpt = Annotated[Optional[int], typer.Option("--port", help="Short for --url http://127.0.0.1:PORT.", rich_help_panel=SERVER)]
 WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Work dir whose server.json and token to use (else JUQUEUE_WORK_DIR, else the nearest one above the current directory).", rich_help_panel=SERVER)]
 TokenOpt = Annotated[Optional[str], typer.Option("--token", help="API token (else JUQUEUE_TOKEN, else the work dir's token file). Others can read command lines: prefer the file.", rich_help_panel=SERVER)]
@@ -31,7 +31,8 @@ ServeWorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Wor
 BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="Redis URL; default: start the embedded broker.")]
 DbUrlOpt = Annotated[Optional[str], typer.Option("--db-url", help="Store URL (PostgreSQL); default: SQLite in the work dir.")]
 HostOpt = Annotated[str, typer.Option("--host", help="Address the API listens on.")]
-ServePortOpt = Annotated[Optional[int], typer.Option("--port", help="API port; default 51234, or a free port when that is taken.")]
+ServePortOpt = Annotated[Optional[int], typer.Option("--port", help="API port; default 51234, or a free port when that is taken; -1: no API (stop with SIGTERM/SIGINT).")]
+UnixSocketOpt = Annotated[Optional[Path], typer.Option("--unix-socket", help="Serve the API on this Unix socket (mode 0600: you only); TCP too only with an explicit --port.")]
 BrokerHostOpt = Annotated[Optional[str], typer.Option("--broker-host", help="Address the embedded broker listens on when SLURM clusters exist (default: the hostname's address).")]
 TickOpt = Annotated[float, typer.Option("--tick-interval", help="Seconds between the controller's periodic reconciles.")]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.")]
@@ -60,6 +61,7 @@ class ServeArgs:
     db_url: DbUrlOpt = None
     host: HostOpt = "127.0.0.1"
     port: ServePortOpt = None
+    unix_socket: UnixSocketOpt = None
     broker_host: BrokerHostOpt = None
     tick_interval: TickOpt = 2.0
     log_level: LogLevelOpt = "INFO"

@@ -191,7 +191,7 @@ class RunDef(BaseModel):
 
     @property
     def path(self) -> PathDef:
-        """This run's directory (W/runs/<experiment>/<run>), resolved at execution time; in
+        """This run's directory (W/<experiment>/<run>, as the original), resolved at execution time; in
         another run's command it still names this run's directory."""
         return PathDef(ph.run_dir_of(self.experiment_name, self.id))
 
@@ -276,7 +276,7 @@ class ExperimentDef(ABC):
 
     @property
     def path(self) -> PathDef:
-        """The experiment's directory in the work dir (W/runs/<experiment>), resolved at
+        """The experiment's directory in the work dir (W/<experiment>), resolved at
         execution time; usable in commands, parameters and executor fields."""
         return PathDef(ph.experiment_dir_of(self.name))
 

@@ -36,6 +36,8 @@ def unsafe_name_reason(name: object) -> str | None:
         return "is empty"
     if name in (".", ".."):
         return f"{name!r} is not a directory name"
+    if name.startswith("."):
+        return f"{name!r} starts with '.' (reserved: the work dir keeps JuQueue's own files in .juqueue/)"
     if "/" in name or "\\" in name:
         return f"{name!r} contains a path separator"
     if "@" in name:
