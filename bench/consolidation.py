@@ -6,7 +6,7 @@ of up to 8 nodes x 4 slots (`idle_timeout` 2, `grace_period` 5, tick 0.5 s) runs
 whose durations are heavy-tailed: lognormal, median 5 s, sigma 1, capped at 60 s, in 0.5 s steps. Each run
 records its progress in its run dir after every step and on SIGTERM (then exits 0), so a moved run resumes.
 Every seed runs once with `consolidation: idle` and once with `aggressive` (`consolidate_after` 3), the
-order alternating between seeds. All figures come from JuQueue's own store (work dir `juqueue.db`):
+order alternating between seeds. All figures come from JuQueue's own store (`W/.juqueue/juqueue.db` in its work dir):
 
   billed     sum over nodes of ended_at - started_at (node start to node end), node-seconds
   ideal      from the same attempts: the integral over time of ceil(running attempts / 4), node-seconds
@@ -45,6 +45,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import FINAL, LIVE, Serve, log  # noqa: E402
+
+from juqueue.paths import WorkDir  # noqa: E402
 
 SLOTS, MAX_JOBS, IDLE_TIMEOUT, GRACE, CONSOLIDATE_AFTER, TICK = 4, 8, 2, 5, 3, 0.5
 STEP_S, MEDIAN_S, SIGMA, CAP_S = 0.5, 5.0, 1.0, 60.0
@@ -104,7 +106,7 @@ class TickServe(Serve):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and (self.work_dir / "token").exists():
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
                     self.client = httpx.Client(base_url=self.url, timeout=120,
                                                headers={"Authorization": f"Bearer {self.token}"})
                     return
@@ -176,7 +178,7 @@ def measure(srv: TickServe, steps: list[int]) -> dict:
         after += max(0.0, n_end - max(e for _, e in mine))
     moved = [a for a in attempts if a[6] == "move"]
     interrupted = [a for a in attempts if a[5] == "interrupted"]
-    run_dirs = srv.work_dir / "runs" / EXPERIMENT
+    run_dirs = WorkDir(srv.work_dir).experiment_dir(EXPERIMENT)
     lost = 0.0
     for gid, number, _node, started, ended, _er, _sr in interrupted:
         if started is None or ended is None:

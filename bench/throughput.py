@@ -32,6 +32,8 @@ from pathlib import Path
 
 import httpx
 
+from juqueue.paths import WorkDir
+
 FINAL = ("completed", "failed", "cancelled")
 LIVE = ("queued", "assigned", "running")
 SLOTS, NODES = 8, 2
@@ -95,7 +97,7 @@ class Serve:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and (self.work_dir / "token").exists():
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
                     self.client = httpx.Client(base_url=self.url, timeout=120,
                                                headers={"Authorization": f"Bearer {self.token}"})
                     return
@@ -112,7 +114,7 @@ class Serve:
 
     @property
     def token(self) -> str:
-        return (self.work_dir / "token").read_text().strip()
+        return WorkDir(self.work_dir).token_file.read_text().strip()
 
     def api(self, method: str, path: str, **kw) -> httpx.Response:
         resp = self.client.request(method, path, **kw)
@@ -142,7 +144,7 @@ class Serve:
         raise RuntimeError(f"experiment {experiment} not final within {timeout} s:\n{self.log_tail()}")
 
     def db(self) -> sqlite3.Connection:
-        path = self.work_dir / "juqueue.db"
+        path = WorkDir(self.work_dir).db_file
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
 
     def work_dir_pids(self) -> list[int]:

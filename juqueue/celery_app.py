@@ -11,6 +11,8 @@ from pathlib import Path
 
 from celery import Celery
 
+from juqueue.paths import WorkDir
+
 RUN_TASK = "juqueue.run_attempt"
 TICK_TASK = "juqueue.reconcile_tick"
 # Above any wall time: broker redelivery must never decide a rerun (JuQueue's leases do).
@@ -47,13 +49,15 @@ def make_celery_app(broker_url: str | None = None) -> Celery:
 
 
 def find_work_dir(start: Path | None = None) -> Path | None:
-    """JUQUEUE_WORK_DIR, else the nearest directory upwards holding a JuQueue work dir."""
+    """JUQUEUE_WORK_DIR, else the nearest directory upwards holding a JuQueue work dir (its
+    `.juqueue/` with the broker URL file or server.json)."""
     env = os.environ.get("JUQUEUE_WORK_DIR")
     if env:
         return Path(env).resolve()
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if (candidate / "broker" / "url").is_file() or (candidate / "server.json").is_file():
+        work = WorkDir(candidate)
+        if work.broker_url_file.is_file() or work.server_file.is_file():
             return candidate
     return None
 
@@ -64,7 +68,7 @@ def settings_from_work_dir() -> dict[str, object]:
     work = find_work_dir()
     if work is None:
         return {}
-    url_file = work / "broker" / "url"
+    url_file = WorkDir(work).broker_url_file
     if not url_file.is_file():
         return {}
     return celery_settings(url_file.read_text().strip())

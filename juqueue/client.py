@@ -1,7 +1,9 @@
 """Finding a JuQueue server and its token, and talking to it.
 
 First match wins. The server: --url or --port, JUQUEUE_URL, the work dir's server.json, the
-per-user registry when exactly one of the user's servers runs, http://127.0.0.1:51234. The
+per-user registry when exactly one of the user's servers runs, http://127.0.0.1:51234. An
+address is `http://host:port` or, for a server on a Unix socket (`serve --unix-socket`),
+`unix:/path/of/the/socket`; both are found, recorded and used the same way. The
 token: --token, JUQUEUE_TOKEN, the `token` file of the work dirs behind that address. The
 finding functions take their inputs explicitly (options, environment, cwd, registry, a pid
 check) so the order can be tested without a server; `ApiClient` is a thin httpx wrapper that
@@ -22,6 +24,7 @@ import httpx
 from juqueue.paths import WorkDir, read_json, write_json_atomic
 
 DEFAULT_URL = "http://127.0.0.1:51234"
+UNIX_PREFIX = "unix:"  # an address `unix:/path` is the API on that Unix socket
 ENV_URL, ENV_TOKEN, ENV_WORK_DIR = "JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"
 
 
@@ -104,9 +107,15 @@ def find_server(*, url: str | None, port: int | None, env: Mapping[str, str], wo
         u = env[ENV_URL].rstrip("/")
         return Target(u, f"{ENV_URL}={u}", dirs_for(u))
     if work_dir is not None:
-        recorded = read_json(WorkDir(work_dir).server_file)
+        server_file = WorkDir(work_dir).server_file
+        recorded = read_json(server_file)
         if recorded and recorded.get("url"):
-            return Target(str(recorded["url"]).rstrip("/"), f"{WorkDir(work_dir).server_file}", (work_dir,))
+            return Target(str(recorded["url"]).rstrip("/"), f"{server_file}", (work_dir,))
+        here = hostname or socket.gethostname()
+        if recorded and recorded.get("api") is False and recorded.get("hostname", here) == here and alive(recorded.get("pid")):
+            # Nothing to talk to: say so rather than reach some other server.
+            return Target("", f"the server of work dir {work_dir} (pid {recorded.get('pid')}) runs without an API "
+                              f"(serve --port -1): stop it with SIGTERM or SIGINT (kill {recorded.get('pid')})", (work_dir,))
     if only_live is not None:
         u, entry = only_live
         wd = (Path(entry["work_dir"]),) if entry.get("work_dir") else ()
@@ -143,14 +152,23 @@ def _same_url(a: str, b: str) -> bool:
 
 
 # ---------------------------------------------------------------------- recording (serve)
-def record_server(work: WorkDir, url: str, port: int, host: str, home: Path | None = None) -> None:
-    """Write W/server.json and add this server to the per-user registry."""
-    me = {"url": url, "port": port, "pid": os.getpid(), "host": host, "hostname": socket.gethostname()}
+def record_server(work: WorkDir, url: str | None, port: int | None, host: str, home: Path | None = None,
+                  unix_socket: Path | str | None = None) -> None:
+    """Write the work dir's server.json and add this server to the per-user registry.
+
+    The address clients use is the Unix socket when there is one (`unix:/path`), else `url`;
+    a server without either (`--port -1`) is recorded as `"api": false` and not registered."""
+    address = f"{UNIX_PREFIX}{unix_socket}" if unix_socket is not None else url
+    me = {"url": address, "http_url": url, "port": port, "unix_socket": str(unix_socket) if unix_socket is not None else None,
+          "api": address is not None, "pid": os.getpid(), "host": host, "hostname": socket.gethostname()}
     write_json_atomic(work.server_file, me, mode=0o600)
-    entry = {"work_dir": str(work.root.resolve()), "pid": me["pid"], "port": port, "hostname": me["hostname"]}
+    if address is None:
+        return
+    entry = {"work_dir": str(work.root.resolve()), "pid": me["pid"], "port": port, "unix_socket": me["unix_socket"],
+             "hostname": me["hostname"]}
 
     def update(reg: dict[str, dict]) -> None:
-        reg[url] = entry
+        reg[address] = entry
 
     _update_registry(registry_path(home), update)
 
@@ -206,8 +224,18 @@ class ApiClient:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
         self.url, self.token = url.rstrip("/"), token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = http or httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0))
+        if http is None:
+            base_url, transport = self.url, None
+            if self.unix_socket is not None:
+                base_url, transport = "http://juqueue", httpx.HTTPTransport(uds=self.unix_socket)
+            http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport)
+        self._http = http
         self._http.headers.update(headers)
+
+    @property
+    def unix_socket(self) -> str | None:
+        """The socket's path when the address is `unix:/path`."""
+        return self.url[len(UNIX_PREFIX):] if self.url.startswith(UNIX_PREFIX) else None
 
     def close(self) -> None:
         self._http.close()

@@ -12,10 +12,13 @@ import fcntl
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +39,8 @@ class ServeOptions:
     broker: str | None = None
     db_url: str | None = None
     host: str = "127.0.0.1"
-    port: int | None = None  # None: 51234, or a free port when that is taken
+    port: int | None = None  # None: 51234, or a free port when that is taken; -1: no TCP port
+    unix_socket: Path | None = None  # the API on this Unix socket (mode 0600), TCP only with an explicit --port
     broker_host: str | None = None
     tick_interval: float = 2.0
     log_level: str = "INFO"
@@ -54,6 +58,7 @@ class WorkDirLock:
 
     def acquire(self) -> None:
         self.work.root.mkdir(parents=True, exist_ok=True)
+        self.work.ensure_state_dir()
         fh = open(self.work.lock_file, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,6 +105,62 @@ def choose_port(host: str, requested: int | None) -> int:
         return s.getsockname()[1]
 
 
+def api_port(opts: ServeOptions) -> int | None:
+    """The TCP port the API takes: none with `--port -1`, or with `--unix-socket` and no `--port`."""
+    if opts.port is not None and opts.port < 0:
+        return None
+    if opts.unix_socket is not None and opts.port is None:
+        return None
+    return choose_port(opts.host, opts.port)
+
+
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
+
+
+def bind_unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at `path` that only its owner can connect to (mode 0600).
+
+    The socket is bound inside a fresh 0700 directory beside `path`, made 0600, then renamed
+    into place, so nobody can connect in between. A stale socket (nobody listening) is
+    replaced; anything else at `path` is an error."""
+    path = Path(path)
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise ConfigError(f"--unix-socket {path} is too long for a Unix socket ({len(os.fsencode(path))} bytes, at most {UNIX_PATH_MAX}); choose a shorter path")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--unix-socket {path}: the directory {path.parent} does not exist")
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ConfigError(f"--unix-socket {path} exists and is not a socket; remove it or choose another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+            in_use = True
+        except OSError:
+            in_use = False
+        finally:
+            probe.close()
+        if in_use:
+            raise ConfigError(f"--unix-socket {path} is in use by another server; choose another path")
+        try:
+            path.unlink()  # a socket left by a server that died
+        except OSError as exc:
+            raise ConfigError(f"--unix-socket {path} is a stale socket that cannot be removed ({exc.strerror}); choose another path") from None
+    private = Path(tempfile.mkdtemp(prefix=".juqueue-sock-", dir=path.parent))  # 0700
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        tmp = private / "s"
+        sock.bind(str(tmp))
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"--unix-socket {path}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return sock
+
+
 def default_broker_host() -> str:
     """The hostname's address, which compute nodes can reach; loopback when it does not resolve."""
     try:
@@ -128,9 +189,9 @@ def _die_with_parent() -> None:
 def start_beat(work: WorkDir, tick_queue: str, tick_interval: float) -> subprocess.Popen:
     """Celery beat publishes the controller's periodic tick; it dies with this `serve`."""
     env = dict(os.environ, JUQUEUE_WORK_DIR=str(work.root), JUQUEUE_TICK_INTERVAL=str(tick_interval), JUQUEUE_TICK_QUEUE=tick_queue)
-    log_file = open(work.root / "beat.log", "ab")
+    log_file = open(work.beat_log, "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "juqueue.controller.beat", "beat", "-s", str(work.root / "beat-schedule"),
+        [sys.executable, "-m", "celery", "-A", "juqueue.controller.beat", "beat", "-s", str(work.beat_schedule),
          "--pidfile=", "-l", "WARNING"],
         env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=_die_with_parent,
@@ -141,7 +202,7 @@ def start_flower(work: WorkDir, port: int, token: str) -> subprocess.Popen:
     """Flower shows task arguments: it listens on loopback and asks for a password (the
     dashboard token), handed over through its environment, never its arguments."""
     env = dict(os.environ, JUQUEUE_WORK_DIR=str(work.root), FLOWER_BASIC_AUTH=f"juqueue:{token}")
-    log_file = open(work.root / "flower.log", "ab")
+    log_file = open(work.flower_log, "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "juqueue.workers.app", "flower", "--address=127.0.0.1", f"--port={port}",
          "--url_prefix=flower", "--purge_offline_workers=300"],

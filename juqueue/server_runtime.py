@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +24,9 @@ from juqueue.process_group import read_stat
 from juqueue.server import (
     ServeOptions,
     WorkDirLock,
+    api_port,
     become_subreaper,
-    choose_port,
+    bind_unix_socket,
     default_broker_host,
     load_or_create_token,
     start_beat,
@@ -31,6 +34,7 @@ from juqueue.server import (
 )
 from juqueue.store.engine import make_engine
 from juqueue.store.store import Store
+from juqueue.workdir_migration import migrate_work_dir
 
 log = logging.getLogger("juqueue.server")
 
@@ -58,7 +62,9 @@ class ServerRuntime:
         self._uvicorn = None
         self._stop_event = threading.Event()
         self._cancel_jobs = False
-        self.port = 0
+        self.port = 0  # the API's TCP port; 0: none (--port -1, or --unix-socket alone)
+        self.unix_socket: Path | None = None
+        self._sockets: list[socket.socket] = []
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -71,8 +77,12 @@ class ServerRuntime:
             raise ConfigError(f"{clusters_file} is missing: define at least one cluster there")
         self.clusters = load_clusters(clusters_file)
         self.lock.acquire()
+        migrate_work_dir(self.work, self.opts.db_url)  # a work dir of an earlier release: into today's layout first
         self.token = load_or_create_token(self.work)
-        self.port = choose_port(self.opts.host, self.opts.port)
+        self.port = api_port(self.opts) or 0
+        if self.opts.unix_socket is not None:
+            self.unix_socket = Path(self.opts.unix_socket).expanduser().resolve()
+            self._sockets.append(bind_unix_socket(self.unix_socket))
         # The store first: a store this version refuses must not leave a broker behind.
         self.store = Store(make_engine(self.opts.db_url, self.work.root))
         broker_url = self._start_broker()
@@ -164,7 +174,18 @@ class ServerRuntime:
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
 
+    @property
+    def has_api(self) -> bool:
+        return bool(self.port) or self.unix_socket is not None
+
     def _start_api(self) -> None:
+        from juqueue.client import record_server
+
+        if not self.has_api:
+            record_server(self.work, None, None, self.opts.host)
+            print(f"JuQueue is serving {self.def_dir} (work dir {self.work.root}) without an API (--port -1): "
+                  f"stop it with SIGTERM or SIGINT (kill {os.getpid()}); `juqueue stop` cannot reach it", flush=True)
+            return
         import uvicorn
 
         from juqueue.api.app import create_app
@@ -174,28 +195,44 @@ class ServerRuntime:
         ctx = AppContext(store=self.store, controller=self.controller, token=self.token, work=self.work, clusters=self.clusters,
                          port=self.port, reload=self.reload, request_stop=self.request_stop,
                          flower_url=f"http://127.0.0.1:{self.opts.flower_port}/flower" if self.opts.flower_port else None)
-        config = uvicorn.Config(create_app(ctx), host=self.opts.host, port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(create_app(ctx), host=self.opts.host, port=self.port or 0, log_level="warning", access_log=False)
         self._uvicorn = uvicorn.Server(config)
-        url = f"http://{self.opts.host}:{self.port}"
-        try:
-            from juqueue.client import record_server
-
-            record_server(self.work, url, self.port, self.opts.host)
-        except ImportError:
-            write_atomic(self.work.server_file, f'{{"url": "{url}", "port": {self.port}, "pid": {os.getpid()}}}', mode=0o600)
-        if self.opts.port is None and self.port != 51234:
+        if self._sockets and self.port:  # the socket given to uvicorn means every listener is
+            self._sockets.append(config.bind_socket())
+        url = f"http://{self.opts.host}:{self.port}" if self.port else None
+        record_server(self.work, url, self.port or None, self.opts.host, unix_socket=self.unix_socket)
+        if self.opts.port is None and self.port and self.port != 51234:
             print(f"port 51234 is taken; using {self.port}", flush=True)
         print(f"JuQueue is serving {self.def_dir} (work dir {self.work.root})", flush=True)
-        print(f"Dashboard: {url}/?token={self.token}", flush=True)
+        if self.unix_socket is not None:
+            print(f"API on the Unix socket {self.unix_socket} (mode 0600: yours only); `juqueue status --work-dir "
+                  f"{self.work.root}` finds it", flush=True)
+        if url:
+            print(f"Dashboard: {url}/?token={self.token}", flush=True)
 
     # ------------------------------------------------------------------ run & stop
     def serve_forever(self) -> int:
-        assert self._uvicorn is not None
         try:
-            self._uvicorn.run()
+            if self._uvicorn is not None:
+                self._uvicorn.run(sockets=self._sockets or None)
+            else:
+                self._wait_for_signal()
         finally:
             self.shutdown()
         return 0
+
+    def _wait_for_signal(self) -> None:
+        """Without an API, SIGTERM or SIGINT ends `serve` (uvicorn handles them otherwise)."""
+        stop = threading.Event()
+
+        def handler(signum: int, _frame: object) -> None:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+        while not stop.wait(1.0):
+            pass
 
     def _supervise(self) -> None:
         """Keep the broker and beat alive, and reap orphans reparented to us."""
@@ -232,12 +269,17 @@ class ServerRuntime:
                       "`juqueue serve` on this work dir reattaches them (`juqueue stop --cancel-jobs` ends them).", flush=True)
             else:
                 self.broker.stop()
-        try:
-            from juqueue.client import unregister_server
+        from juqueue.client import unregister_server
 
-            unregister_server(self.work)
-        except ImportError:
-            pass
+        unregister_server(self.work)
+        for sock in self._sockets:
+            sock.close()
+        if self.unix_socket is not None:
+            try:
+                if self.unix_socket.is_socket():
+                    self.unix_socket.unlink()
+            except OSError:
+                pass
         self.lock.release()
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import create_engine
 
+from juqueue.paths import WorkDir
 from juqueue.store.migrations import prepare_schema
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,15 @@ def sqlite_journal_mode(path: Path) -> str:
 
 
 def make_engine(db_url: str | None, work_root: Path) -> Engine:
-    """Create the engine, and create or upgrade the store's schema; `db_url` None means SQLite in the work dir.
+    """Create the engine, and create or upgrade the store's schema; `db_url` None means SQLite in the work dir
+    (`W/.juqueue/juqueue.db`).
 
     Raises StoreSchemaError for a store newer than this code, or an upgrade that failed
     (then rolled back).
     """
     if db_url is None:
-        db_path = work_root / "juqueue.db"
+        db_path = WorkDir(work_root).db_file
+        db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         db_url = f"sqlite:///{db_path}"
         mode = sqlite_journal_mode(db_path)
         engine = create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from juqueue.paths import WorkDir
+
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
 
@@ -65,7 +67,7 @@ class Server:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and (self.work_dir / "token").exists():
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
                     return
             except httpx.HTTPError:
                 pass
@@ -74,7 +76,7 @@ class Server:
 
     @property
     def token(self) -> str:
-        return (self.work_dir / "token").read_text().strip()
+        return WorkDir(self.work_dir).token_file.read_text().strip()
 
     def api(self, method: str, path: str, **kw) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}

@@ -22,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import Server  # noqa: E402
+from juqueue.paths import WorkDir
 
 NOT_RUN = "SLURM tests NOT RUN: sbatch is not on PATH (run scripts/setup-test-slurm.sh as root)"
 
@@ -123,7 +124,7 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 def node_files(work_dir: Path, node: str) -> str:
     """A node's logs for failure messages."""
     out = []
-    base = work_dir / "nodes" / node
+    base = WorkDir(work_dir).node_dir(node)
     for name in ("job.log", "worker.log", "failure", "node.json"):
         path = base / name
         if path.exists():
@@ -132,7 +133,7 @@ def node_files(work_dir: Path, node: str) -> str:
 
 
 def all_node_files(work_dir: Path) -> str:
-    base = work_dir / "nodes"
+    base = WorkDir(work_dir).nodes_dir
     if not base.exists():
         return "(no nodes dir)"
     return "\n".join(node_files(work_dir, d.name) for d in sorted(base.iterdir()))
@@ -159,7 +160,7 @@ def checkpoint_counter(total_steps: int, step_s: float = 1.0) -> str:
 def run_dir_of(work_dir: Path, gid: str) -> Path:
     """The run's directory (JUQUEUE_RUN_DIR)."""
     experiment, run_id = gid.split("@", 1)
-    return work_dir / "runs" / experiment / run_id
+    return WorkDir(work_dir).run_dir(experiment, run_id)
 
 
 def starts_of(work_dir: Path, gid: str) -> list[str]:

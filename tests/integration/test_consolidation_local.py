@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from helpers import Server, write_defs
+from juqueue.paths import WorkDir
 
 CLUSTER = """
 local:
@@ -90,7 +91,7 @@ def test_four_nodes_each_with_one_long_run_consolidate_to_one(workspace):
                 assert attempts[0]["node"] != attempts[1]["node"]
                 kinds = [e["kind"] for e in detail["events"]]
                 assert "moved" in kinds, kinds
-                starts = (workspace / "work" / "runs" / "seed" / f"g{i}_0_long" / "starts").read_text().split("\n")
+                starts = (WorkDir(workspace / "work").run_dir("seed", f"g{i}_0_long") / "starts").read_text().split("\n")
                 second = [line for line in starts if line.startswith("2 ")]
                 assert second and int(second[0].split()[1]) > 0, f"long{i} did not resume from its checkpoint: {starts}"
         assert len(moved) == 3, f"expected the runs of three nodes to move, moved: {moved}"

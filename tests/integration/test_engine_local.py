@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from helpers import REPO, Server, pid_alive, write_defs
+from juqueue.paths import WorkDir
 
 LOCAL_2x1 = """
 local:
@@ -37,9 +38,9 @@ def test_example_definitions_run_end_to_end(workspace):
             assert r["exit_code"] == 0 and r["attempt"] == 1
             assert r["queued_at"] and r["started_at"] and r["ended_at"]
             assert r["queued_at"] <= r["started_at"] <= r["ended_at"]
-            log = workspace / "work" / "runs" / r["experiment"] / r["id"] / "logs" / "attempt-1.out"
+            log = WorkDir(workspace / "work").attempt_log(r["experiment"], r["id"], 1, "out")
             assert log.exists(), log
-        out = (workspace / "work" / "runs" / "helloworld" / "read_file" / "logs" / "attempt-1.out").read_text()
+        out = WorkDir(workspace / "work").attempt_log("helloworld", "read_file", 1, "out").read_text()
         assert out.strip() == "done"
         detail = server.run("helloworld@sleep_1")
         kinds = [e["kind"] for e in detail["events"]]
@@ -95,13 +96,13 @@ def test_worker_sigkill_kills_grandchildren_and_requeues(workspace):
     server = Server(defs, workspace / "work").start()
     try:
         run = _running(server, "kill@victim")
-        run_dir = workspace / "work" / "runs" / "kill" / "victim"
+        run_dir = WorkDir(workspace / "work").run_dir("kill", "victim")
         deadline = time.time() + 10
         while not (run_dir / "grandchild.pid").exists() and time.time() < deadline:
             time.sleep(0.1)
         grandchild = int((run_dir / "grandchild.pid").read_text())
         first_node = run["node"]
-        worker_pid = int((workspace / "work" / "nodes" / first_node / "worker.pid").read_text())
+        worker_pid = int((WorkDir(workspace / "work").node_dir(first_node) / "worker.pid").read_text())
         os.kill(worker_pid, signal.SIGKILL)
         runs = server.wait_all_final(timeout=90)
         assert not pid_alive(grandchild), "the run's grandchild survived its worker"
@@ -134,7 +135,7 @@ def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
     time.sleep(1.5)
     server.cli("stop")
     server.proc.wait(60)
-    step_file = work / "runs" / "ckpt" / "counter" / "step"
+    step_file = WorkDir(work).run_dir("ckpt", "counter") / "step"
     stopped_at = int(step_file.read_text())
     assert 0 < stopped_at < 40
     server = Server(defs, work, port=server.port).start()
@@ -145,7 +146,7 @@ def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
         attempts = server.run("ckpt@counter")["attempts"]
         assert attempts[0]["end_reason"] == "interrupted" and attempts[0]["exit_code"] == 0
         assert int(step_file.read_text()) == 40
-        assert "stopped" in (work / "runs" / "ckpt" / "counter" / "log").read_text()
+        assert "stopped" in (WorkDir(work).run_dir("ckpt", "counter") / "log").read_text()
     finally:
         server.stop()
 
@@ -175,7 +176,7 @@ def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
         assert all(r["status"] == "completed" for r in runs.values()), runs
         for r in done_before:
             assert runs[r["global_id"]]["attempt"] == r["attempt"], "a completed run ran again"
-            executions = (work / "runs" / "many" / r["id"] / "executions").read_text().split()
+            executions = (WorkDir(work).run_dir("many", r["id"]) / "executions").read_text().split()
             assert len(executions) == 1, executions
     finally:
         server.stop()

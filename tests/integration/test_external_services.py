@@ -13,6 +13,7 @@ import shutil
 import pytest
 
 from helpers import REPO, Server
+from juqueue.paths import WorkDir
 
 SHARED_REDIS = os.environ.get("JUQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -61,8 +62,8 @@ def test_examples_run_with_the_shared_redis_and_postgresql(workspace, postgres_u
     try:
         runs = server.wait_all_final(timeout=120)
         assert {r["status"] for r in runs} == {"completed"}
-        assert not (work / "juqueue.db").exists(), "the store must be PostgreSQL, not SQLite"
-        assert not (work / "broker" / "broker.json").exists(), "no embedded broker with --broker"
+        assert not WorkDir(work).db_file.exists(), "the store must be PostgreSQL, not SQLite"
+        assert not (WorkDir(work).broker_dir / "broker.json").exists(), "no embedded broker with --broker"
         import sqlalchemy
 
         engine = sqlalchemy.create_engine(postgres_url)

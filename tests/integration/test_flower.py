@@ -8,6 +8,7 @@ import time
 import httpx
 
 from helpers import Server, free_port, write_defs
+from juqueue.paths import WorkDir
 
 
 def test_flower_lists_the_workers_and_asks_for_a_password(workspace):
@@ -38,7 +39,7 @@ def test_flower_lists_the_workers_and_asks_for_a_password(workspace):
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        flower_log = (workspace / "work" / "flower.log").read_text()[-3000:]
+        flower_log = WorkDir(workspace / "work").flower_log.read_text()[-3000:]
         assert any(run["node"] in name for name in workers), f"{workers}\n{flower_log}"
         assert httpx.get(base + "/api/workers", timeout=10).status_code == 401
         assert server.token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 from helpers import Server, assert_attempts_never_overlapped, free_port, write_defs
+from juqueue.paths import WorkDir
 
 
 def _valkey(port: int, data_dir) -> subprocess.Popen:
@@ -58,7 +59,7 @@ def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
             if r["status"] == "completed":
                 assert runs[gid]["attempt"] == r["attempt"], f"{gid} ran again after it completed"
         for r in runs.values():
-            lines = (work / "runs" / "r" / r["id"] / "executions").read_text().split()
+            lines = (WorkDir(work).run_dir("r", r["id"]) / "executions").read_text().split()
             # a run may have been interrupted and resumed, but it never ran twice at once
             attempts = assert_attempts_never_overlapped(server, r["global_id"])
             assert len(lines) == sum(1 for a in attempts if a["started_at"])
@@ -92,11 +93,11 @@ def test_embedded_broker_killed_is_restarted_and_runs_finish(workspace):
     server = Server(defs, work).start()
     try:
         server.wait_for(lambda runs: sum(r["status"] == "running" for r in runs) >= 2, 60, "runs running")
-        state = json.loads((work / "broker" / "broker.json").read_text())
+        state = json.loads((WorkDir(work).broker_dir / "broker.json").read_text())
         os.kill(state["pid"], signal.SIGKILL)
         runs = server.wait_all_final(timeout=180)
         assert all(r["status"] == "completed" for r in runs), runs
-        new_state = json.loads((work / "broker" / "broker.json").read_text())
+        new_state = json.loads((WorkDir(work).broker_dir / "broker.json").read_text())
         assert new_state["pid"] != state["pid"] and new_state["port"] == state["port"]
         for r in runs:
             assert_attempts_never_overlapped(server, r["global_id"])

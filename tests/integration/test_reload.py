@@ -6,6 +6,7 @@ import json
 import sqlite3
 
 from helpers import Server, write_defs
+from juqueue.paths import WorkDir
 
 CLUSTERS = """
 local:
@@ -99,13 +100,13 @@ def test_requeue_and_later_starts_use_the_current_definition(workspace):
         server.cli("requeue", "fix@broken")
         server.wait_all_final(timeout=60)
         work = workspace / "work"
-        out = (work / "runs" / "fix" / "broken" / "logs" / "attempt-2.out").read_text()
+        out = WorkDir(work).attempt_log("fix", "broken", 2, "out").read_text()
         assert out.strip() == "new", out
         assert server.run("fix@broken")["status"] == "completed"
         # `long` was live at the reload and kept its definition; the next reload takes the new one.
-        assert (work / "runs" / "fix" / "long" / "logs" / "attempt-1.out").read_text().strip() == "long-old"
+        assert WorkDir(work).attempt_log("fix", "long", 1, "out").read_text().strip() == "long-old"
         assert server.api("POST", "/api/reload").json()["errors"] == []
-        conn = sqlite3.connect(work / "juqueue.db")
+        conn = sqlite3.connect(WorkDir(work).db_file)
         try:
             (spec_json,) = conn.execute("SELECT spec_json FROM runs WHERE global_id = 'fix@long'").fetchone()
         finally:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from helpers import Server, write_defs
+from juqueue.paths import WorkDir
 
 LOCAL = """
 local:
@@ -55,7 +56,7 @@ class Experiment(ExperimentDef):
 
 
 def out_log(work: Path, exp: str, run: str, stream: str = "out") -> str:
-    return (work / "runs" / exp / run / "logs" / f"attempt-1.{stream}").read_text()
+    return WorkDir(work).attempt_log(exp, run, 1, stream).read_text()
 
 
 def test_venv_prepend_order_run_ids_and_paths(workspace):

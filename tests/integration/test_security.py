@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from helpers import Server, write_defs
+from juqueue.paths import WorkDir
 
 OTHER_USER = "jqother"
 
@@ -47,7 +48,8 @@ def test_other_user_gets_401_and_no_secret_is_in_process_arguments(workspace):
     try:
         server.wait_for(lambda runs: runs and runs[0]["status"] == "running", 60, "running")
         # The token and the broker's secrets are readable by their owner only.
-        for secret in (work / "token", work / "broker" / "url", work / "broker" / "broker.json", work / "broker" / "valkey.conf"):
+        wd = WorkDir(work)
+        for secret in (wd.token_file, wd.broker_url_file, wd.broker_dir / "broker.json", wd.broker_dir / "valkey.conf", wd.state_dir):
             assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
         # The other user speaks plain HTTP with bash's /dev/tcp (our interpreter lives under /root).
         for method, path in PROTECTED + [("GET", "/health")]:
@@ -60,7 +62,7 @@ def test_other_user_gets_401_and_no_secret_is_in_process_arguments(workspace):
             assert code == expected, f"{method} {path} answered {code} to another user"
         # Nobody's arguments carry a secret: `ps` is readable by every user.
         token = server.token
-        password = __import__("json").loads((work / "broker" / "broker.json").read_text())["password"]
+        password = __import__("json").loads((wd.broker_dir / "broker.json").read_text())["password"]
         ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         assert token not in ps
         assert password not in ps

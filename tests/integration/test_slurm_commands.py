@@ -19,6 +19,7 @@ from juqueue.backends import slurm_commands as sc
 from juqueue.backends.slurm_parse import SlurmJob
 from juqueue.backends.slurm_script import job_comment_for, job_name_for, render_job_script
 from juqueue.definitions.models import ClusterSpec
+from juqueue.paths import WorkDir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -126,7 +127,7 @@ def test_job_script_traps_under_slurm(tmp_path: Path, prefix: str, cleanup: list
     cluster = ClusterSpec(name="tc", type="slurm", python=str(stub), job_name=prefix, time="10",
                           env={"JQ_TEST_VAR": "a b"}, signal_lead=180)
     node, token = "tc-1", uuid.uuid4().hex[:12]
-    log = tmp_path / "nodes" / node / "job.log"
+    log = WorkDir(tmp_path).node_dir(node) / "job.log"
     log.parent.mkdir(parents=True)
     script = render_job_script(cluster, node=node, token=token, work_dir=tmp_path, log_path=log)
     os.environ["JQ_CALLER_SECRET"] = "must-not-leak"
@@ -147,7 +148,7 @@ def test_job_script_traps_under_slurm(tmp_path: Path, prefix: str, cleanup: list
         "args:", "-m", "juqueue.workers.node", "--work-dir", str(tmp_path), "--node", node, "--cluster", "tc"]
 
     sc.cancel_job(job_id, "USR1")
-    drain = tmp_path / "nodes" / node / "drain"
+    drain = WorkDir(tmp_path).node_dir(node) / "drain"
     wait_for("the drain file", drain.exists)
     time.sleep(1.0)
     assert not Path(f"{record}.sigs").exists(), "USR1 reached the worker"

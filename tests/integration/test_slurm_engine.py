@@ -30,6 +30,7 @@ from slurm_helpers import (
     status,
     wait_until,
 )
+from juqueue.paths import WorkDir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -110,14 +111,14 @@ def test_example_definitions_run_in_slurm_jobs(workspace, slurm_jobs):
     for r in runs:
         assert r["cluster"] == "local" and r["node"], r
         assert r["queued_at"] <= r["started_at"] <= r["ended_at"], r
-        assert (work / "runs" / r["experiment"] / r["id"] / "logs" / "attempt-1.out").exists(), r
+        assert WorkDir(work).attempt_log(r["experiment"], r["id"], 1, "out").exists(), r
     # the runs ran inside SLURM jobs: every node has a job id that the sampler saw in squeue
     assert all_nodes, "no SLURM nodes recorded"
     node_jobs = {n["name"]: n["job_id"] for n in all_nodes}
     assert all(node_jobs.values()), all_nodes
     assert {r["node"] for r in runs} <= set(node_jobs), (runs, all_nodes)
     assert set(node_jobs.values()) & sampler.seen, (node_jobs, sampler.seen)
-    out = (work / "runs" / "helloworld" / "read_file" / "logs" / "attempt-1.out").read_text()
+    out = WorkDir(work).attempt_log("helloworld", "read_file", 1, "out").read_text()
     assert out.strip() == "done"
     # SLURM's environment reached the run: it ran under a job of ours
     # node count never exceeds max_jobs: sampled in squeue ...
@@ -344,7 +345,7 @@ def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slur
     for a, b in zip(attempts, attempts[1:]):
         assert a["ended_at"] <= b["started_at"], attempts
     # the first node was warned (USR1 from SLURM) and drained, and the attempt was stopped within the wall time
-    job_log = (work / "nodes" / first["node"] / "job.log").read_text(errors="replace")
+    job_log = (WorkDir(work).node_dir(first["node"]) / "job.log").read_text(errors="replace")
     assert "USR1" in job_log, job_log[-3000:]
     node1 = by_name[first["node"]]
     assert first["ended_at"] - node1["started_at"] < 180, (first, node1)

@@ -31,6 +31,7 @@ from slurm_helpers import (
     slurm_jobs,  # noqa: F401  (fixture)
     wait_until,
 )
+from juqueue.paths import WorkDir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -102,7 +103,7 @@ def test_worker_reaches_broker_through_a_network_namespace(workspace, slurm_jobs
     try:
         running = wait_until("the run running", lambda: (lambda r: r if r["status"] == "running" else None)(server.run(gid)),
                              120, detail=detail)
-        broker = json.loads((work / "broker" / "broker.json").read_text())
+        broker = json.loads((WorkDir(work).broker_dir / "broker.json").read_text())
         port, password = int(broker["port"]), broker["password"]
         assert password and len(password) >= 16, "the broker must have a real password"
 
@@ -134,7 +135,7 @@ def test_worker_reaches_broker_through_a_network_namespace(workspace, slurm_jobs
         assert job_id and any(j[0] == job_id for j in live_jobs(slurm_jobs)), node
         shown = _sh("scontrol", "show", "job", job_id).stdout
         assert job_id in shown and password not in shown, "broker password in scontrol show job"
-        assert password not in (work / "nodes" / running["node"] / "job.sh").read_text()
+        assert password not in (WorkDir(work).node_dir(running["node"]) / "job.sh").read_text()
 
         (run_dir_of(work, gid) / "go").touch()
         final = wait_until("the run to end", lambda: (lambda r: r if r["status"] in ("completed", "failed", "cancelled") else None)(server.run(gid)),

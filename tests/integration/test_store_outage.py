@@ -34,6 +34,7 @@ import pytest
 import sqlalchemy
 
 from helpers import Server, write_defs
+from juqueue.paths import WorkDir
 
 POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -300,7 +301,7 @@ def test_sqlite_commits_refused_while_runs_flow(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"outage.yaml": _experiment()})
     work = workspace / "work"
     server = Server(defs, work).start()
-    db = work / "juqueue.db"
+    db = WorkDir(work).db_file
     outage = SqliteOutage(db, seconds=5.0)
     try:
         with StatusPoller(server) as poller:

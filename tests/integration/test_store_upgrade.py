@@ -27,7 +27,7 @@ def _v1_work_dir(workspace: Path) -> tuple[Path, Path]:
     defs = workspace / "defs"
     shutil.copytree(FIXTURES / "store_v1_defs", defs, dirs_exist_ok=True)
     work = WorkDir(workspace / "work")
-    work.root.mkdir()
+    work.ensure_state_dir()
     conn = sqlite3.connect(work.db_file)
     conn.executescript((FIXTURES / "store_v1.sql").read_text())
     conn.close()
@@ -59,14 +59,14 @@ def test_serve_upgrades_a_v1_store_and_keeps_its_runs(workspace):
         assert runs["legacy@waiting"]["status"] == "completed" and runs["legacy@waiting"]["attempt"] == 1
         assert runs["legacy@interrupted"]["status"] == "completed" and runs["legacy@interrupted"]["attempt"] == 2
         assert runs["legacy@interrupted"]["ended_at"] > T0 + 1000
-        out = work / "runs" / "legacy" / "interrupted" / "logs" / "attempt-2.out"
+        out = WorkDir(work).attempt_log("legacy", "interrupted", 2, "out")
         assert out.read_text().strip() == "interrupted before"
     finally:
         server.stop()
     log = server.log.read_text()
     assert "migrating" in log and f"to schema version {LATEST_VERSION}" in log, log[-3000:]
 
-    conn = sqlite3.connect(work / "juqueue.db")
+    conn = sqlite3.connect(WorkDir(work).db_file)
     try:
         assert conn.execute("SELECT id, version FROM schema_version").fetchall() == [(1, LATEST_VERSION)]
         cols = [row[1] for row in conn.execute("PRAGMA table_info(attempts)")]
@@ -81,12 +81,12 @@ def test_serve_upgrades_a_v1_store_and_keeps_its_runs(workspace):
 
 def test_serve_refuses_a_store_newer_than_it_knows(workspace):
     defs, work = _v1_work_dir(workspace)
-    conn = sqlite3.connect(work / "juqueue.db")
+    conn = sqlite3.connect(WorkDir(work).db_file)
     conn.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, written_by VARCHAR)")
     conn.execute("INSERT INTO schema_version VALUES (1, 999, '99.0')")
     conn.commit()
     conn.close()
-    before = _dump(work / "juqueue.db")
+    before = _dump(WorkDir(work).db_file)
     server = Server(defs, work).start(wait=False)
     try:
         assert server.proc is not None and server.proc.wait(60) == 2
@@ -97,7 +97,7 @@ def test_serve_refuses_a_store_newer_than_it_knows(workspace):
     assert f"up to version {LATEST_VERSION}" in log and "Upgrade juqueue" in log and "another work dir" in log
     assert "Traceback" not in log
     assert not _processes_of(work), "a refused store left processes behind (the broker?)"
-    assert _dump(work / "juqueue.db") == before  # content unchanged (the journal mode may be)
+    assert _dump(WorkDir(work).db_file) == before  # content unchanged (the journal mode may be)
 
 
 def _processes_of(work: Path) -> list[str]:

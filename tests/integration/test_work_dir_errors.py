@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Server, write_defs
+from juqueue.paths import WorkDir
 
 CLUSTER = """
 local:
@@ -73,7 +74,7 @@ def root_mounts():
 def test_work_dir_outage_interrupts_and_pauses_then_all_complete(workspace, root_mounts, outage):
     defs = write_defs(workspace / "defs", CLUSTER, {"quiet.yaml": RUNS})
     work = workspace / "work"
-    runs_dir = work / "runs"
+    runs_dir = WorkDir(work).experiment_dir("quiet")  # the experiment's run directories
     _mount_tmpfs(runs_dir, "256k")
     root_mounts.append(runs_dir)
     filler = None

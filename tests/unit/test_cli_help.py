@@ -87,9 +87,9 @@ def test_client_commands_against_the_app(tmp_path: Path, monkeypatch):
     from juqueue.store.tables import RunRow
 
     work = tmp_path / "w"
-    work.mkdir()
-    (work / "token").write_text("right\n")
-    (work / "server.json").write_text(json.dumps({"url": "http://testserver", "port": 1, "pid": 1}))
+    WorkDir(work).ensure_state_dir()
+    WorkDir(work).token_file.write_text("right\n")
+    WorkDir(work).server_file.write_text(json.dumps({"url": "http://testserver", "port": 1, "pid": 1}))
     store = Store(make_engine(None, work))
     with store.session() as s:
         s.add(RunRow(global_id="e@a", experiment="e", run_id="a", cluster="local", status="queued", queued_at=1.0))

@@ -21,12 +21,14 @@ HOST = socket.gethostname()
 
 def _work(tmp_path: Path, name: str, url: str | None = None, token: str | None = None) -> Path:
     wd = tmp_path / name
-    (wd / "broker").mkdir(parents=True)
-    (wd / "broker" / "url").write_text("redis://x\n")
+    work = WorkDir(wd)
+    work.broker_dir.mkdir(parents=True)
+    work.broker_url_file.write_text("redis://x\n")
     if url:
-        (wd / "server.json").write_text(json.dumps({"url": url, "port": int(url.rsplit(":", 1)[1]), "pid": 1}))
+        port = int(url.rsplit(":", 1)[1]) if url.startswith("http") else None
+        work.server_file.write_text(json.dumps({"url": url, "port": port, "pid": 1}))
     if token:
-        (wd / "token").write_text(token + "\n")
+        work.token_file.write_text(token + "\n")
     return wd
 
 
@@ -72,12 +74,12 @@ def test_workdir_without_server_json_falls_through(tmp_path):
     wd = _work(tmp_path, "w", token="tw")
     t = find_server(url=None, port=None, env={}, work_dir=wd, registry={}, alive=alive(set()))
     assert t.url == DEFAULT_URL and "no server.json" in t.how
-    assert find_token(token=None, env={}, target=t) == ("tw", str(wd / "token"))
+    assert find_token(token=None, env={}, target=t) == ("tw", str(WorkDir(wd).token_file))
 
 
 def test_locate_work_dir(tmp_path, monkeypatch):
     wd = _work(tmp_path, "w")
-    deep = wd / "runs" / "e" / "r"
+    deep = WorkDir(wd).run_dir("e", "r")
     deep.mkdir(parents=True)
     assert locate_work_dir(tmp_path / "x", {}, deep) == (tmp_path / "x").resolve()
     assert locate_work_dir(None, {"JUQUEUE_WORK_DIR": str(tmp_path / "y")}, deep) == (tmp_path / "y").resolve()
@@ -92,7 +94,7 @@ def test_token_sources(tmp_path):
     t = find_server(url=None, port=None, env={}, work_dir=wd, registry=reg, alive=alive({5}))
     assert find_token(token="opt", env={"JUQUEUE_TOKEN": "env"}, target=t) == ("opt", "--token")
     assert find_token(token=None, env={"JUQUEUE_TOKEN": "env"}, target=t) == ("env", "JUQUEUE_TOKEN")
-    assert find_token(token=None, env={}, target=t) == ("from-file", str(wd / "token"))
+    assert find_token(token=None, env={}, target=t) == ("from-file", str(WorkDir(wd).token_file))
     # --port naming a registered server takes that server's token, before the local work dir's.
     t = find_server(url=None, port=9000, env={}, work_dir=wd, registry=reg, alive=alive({5}))
     assert find_token(token=None, env={}, target=t)[0] == "from-registry"
@@ -141,3 +143,110 @@ def test_default_address_takes_the_token_of_its_live_registry_entry(tmp_path):
     assert target.url == DEFAULT_URL
     token, _source = find_token(token=None, env={}, target=target)
     assert token == "tok-default"
+
+
+def test_work_dir_layout_keeps_juqueue_files_apart_from_experiments(tmp_path):
+    work = WorkDir(tmp_path)
+    assert work.run_dir("e", "r") == tmp_path / "e" / "r"  # the original JuQueue's place
+    assert work.experiment_dir("e") == tmp_path / "e"
+    assert work.log_dir("e", "r") == tmp_path / "e" / "r" / "logs"
+    own = [work.lock_file, work.server_file, work.token_file, work.broker_url_file, work.db_file, work.node_dir("n"),
+           work.beat_log, work.beat_schedule, work.flower_log, work.layout_file]
+    assert all(p.is_relative_to(tmp_path / ".juqueue") for p in own)
+    assert work.state_dir == tmp_path / ".juqueue"
+    work.ensure_state_dir()
+    assert stat.S_IMODE(work.state_dir.stat().st_mode) == 0o700
+
+
+def test_locate_work_dir_from_a_run_directory_of_the_new_layout(tmp_path):
+    wd = _work(tmp_path, "w")
+    deep = WorkDir(wd).log_dir("exp", "run")
+    deep.mkdir(parents=True)
+    assert locate_work_dir(None, {}, deep) == wd.resolve()
+    # A directory holding only runs (no .juqueue/) is not a work dir.
+    (tmp_path / "plain" / "x").mkdir(parents=True)
+    assert locate_work_dir(None, {}, tmp_path / "plain" / "x") is None
+
+
+def test_unix_socket_is_found_like_a_port(tmp_path):
+    sock = str(tmp_path / "jq.sock")
+    wd = _work(tmp_path, "w", url=f"unix:{sock}", token="tw")
+    t = find_server(url=None, port=None, env={}, work_dir=wd, registry={}, alive=alive(set()))
+    assert t.url == f"unix:{sock}" and t.token_dirs == (wd,)
+    assert find_token(token=None, env={}, target=t)[0] == "tw"
+    reg = {f"unix:{sock}": {"work_dir": str(wd), "pid": 11, "port": None, "unix_socket": sock, "hostname": HOST}}
+    t = find_server(url=None, port=None, env={}, work_dir=None, registry=reg, alive=alive({11}))
+    assert t.url == f"unix:{sock}" and find_token(token=None, env={}, target=t)[0] == "tw"
+    t = find_server(url=None, port=None, env={"JUQUEUE_URL": f"unix:{sock}"}, work_dir=None, registry=reg, alive=alive({11}))
+    assert t.url == f"unix:{sock}" and find_token(token=None, env={}, target=t)[0] == "tw"
+
+
+def test_record_a_unix_socket_server(tmp_path):
+    home = tmp_path / "home"
+    work = WorkDir(tmp_path / "w")
+    work.ensure_state_dir()
+    sock = tmp_path / "jq.sock"
+    record_server(work, None, None, "127.0.0.1", home=home, unix_socket=sock)
+    server = json.loads(work.server_file.read_text())
+    assert server["url"] == f"unix:{sock}" and server["unix_socket"] == str(sock) and server["api"] is True
+    assert stat.S_IMODE(work.server_file.stat().st_mode) == 0o600
+    reg = load_registry(registry_path(home))
+    assert reg[f"unix:{sock}"]["work_dir"] == str(work.root.resolve())
+    unregister_server(work, home=home)
+    assert load_registry(registry_path(home)) == {} and not work.server_file.exists()
+
+
+def test_a_server_without_api_is_recorded_but_not_registered_and_named(tmp_path):
+    home = tmp_path / "home"
+    work = WorkDir(tmp_path / "w")
+    work.ensure_state_dir()
+    record_server(work, None, None, "127.0.0.1", home=home)
+    server = json.loads(work.server_file.read_text())
+    assert server["url"] is None and server["api"] is False and server["pid"] == os.getpid()
+    assert load_registry(registry_path(home)) == {}
+    t = find_server(url=None, port=None, env={}, work_dir=work.root, registry={}, alive=alive({os.getpid()}))
+    assert t.url == "" and "without an API" in t.how and f"kill {os.getpid()}" in t.how
+    # Its server gone: the usual fall-through.
+    t = find_server(url=None, port=None, env={}, work_dir=work.root, registry={}, alive=alive(set()))
+    assert t.url == DEFAULT_URL
+
+
+def test_api_client_over_a_unix_socket(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"path": self.path, "auth": self.headers.get("Authorization")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class UnixHTTPServer(HTTPServer):
+        address_family = socket.AF_UNIX
+
+        def server_bind(self):
+            self.socket.bind(self.server_address)
+            self.server_name, self.server_port = "unix", 0
+
+    path = str(tmp_path / "api.sock")
+    server = UnixHTTPServer(path, Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ApiClient(f"unix:{path}", "tok", timeout=5)
+        assert client.unix_socket == path
+        assert client.get("/api/runs", limit=1) == {"path": "/api/runs?limit=1", "auth": "Bearer tok"}
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    gone = ApiClient(f"unix:{tmp_path / 'nobody.sock'}", "t", timeout=2)
+    with pytest.raises(ServerUnreachable) as info:
+        gone.get("/api/runs")
+    assert info.value.url == f"unix:{tmp_path / 'nobody.sock'}"
+    gone.close()

@@ -76,7 +76,7 @@ def test_run_paths_as_in_the_original():
     assert str(r.metadata_path) == str(r.path / "juqueue-run.json")
     work = WorkDir(Path("/w"))
     own = _run(cmd=["ls", r.path, r.log_path, r.metadata_path])
-    assert own.parsed_cmd(Path("/w")) == ["ls", "/w/runs/e/r", "/w/runs/e/r/logs", "/w/runs/e/r/juqueue-run.json"]
+    assert own.parsed_cmd(Path("/w")) == ["ls", "/w/e/r", "/w/e/r/logs", "/w/e/r/juqueue-run.json"]
     assert own.to_spec().cmd == ["ls", "{run_dir}", "{log_dir}", "{run_dir}/juqueue-run.json"]
     assert ph.resolve("{log_dir}", work, "e", "r") == str(work.log_dir("e", "r"))
 
@@ -85,10 +85,10 @@ def test_another_runs_path_names_that_run():
     a = _run("a")
     b = _run("b", cmd=["cat", a.path / "out.txt"], parameters={"logs": a.log_path}, depends_on=[a])
     assert b.to_spec().cmd == ["cat", "{run_dir:e@a}/out.txt", "--logs", "{log_dir:e@a}"]
-    assert b.parsed_cmd("/w") == ["cat", "/w/runs/e/a/out.txt", "--logs", "/w/runs/e/a/logs"]
+    assert b.parsed_cmd("/w") == ["cat", "/w/e/a/out.txt", "--logs", "/w/e/a/logs"]
     other = _run("x", exp="other")
     c = _run("c", cmd=["cat", other.path / "f"])
-    assert c.parsed_cmd("/w") == ["cat", "/w/runs/other/x/f"]
+    assert c.parsed_cmd("/w") == ["cat", "/w/other/x/f"]
 
 
 def test_work_dir_placeholder_and_parsed_cmd_without_work_dir():
@@ -108,9 +108,9 @@ def test_placeholder_encoding_survives_odd_ids():
     work = WorkDir(Path("/w"))
     odd = _run("a}b{c:d", exp="x%y")
     text = str(odd.path / "f")
-    assert ph.resolve(text, work, "e", "r") == "/w/runs/x%y/a}b{c:d/f"
+    assert ph.resolve(text, work, "e", "r") == "/w/x%y/a}b{c:d/f"
     assert ph.resolve("{unknown} {run_dir:broken}", work, "e", "r") == "{unknown} {run_dir:broken}"
-    assert ph.resolve("{experiment_dir}/{experiment_dir:other}", work, "e", "r") == "/w/runs/e//w/runs/other"
+    assert ph.resolve("{experiment_dir}/{experiment_dir:other}", work, "e", "r") == "/w/e//w/other"
 
 
 class _Xp(ExperimentDef):
@@ -122,9 +122,9 @@ def test_experiment_path_is_the_experiment_directory():
     xp = _Xp()
     r = _run("r1", exp="sweep", parameters={"xp_dir": xp.path}, cmd=["ls", xp.path / "r0"])
     assert r.to_spec().cmd == ["ls", "{experiment_dir}/r0", "--xp-dir", "{experiment_dir}"]
-    assert r.parsed_cmd("/w") == ["ls", "/w/runs/sweep/r0", "--xp-dir", "/w/runs/sweep"]
+    assert r.parsed_cmd("/w") == ["ls", "/w/sweep/r0", "--xp-dir", "/w/sweep"]
     # in another experiment's run it still names its own experiment
-    assert _run("o", exp="other", cmd=[xp.path]).parsed_cmd("/w") == ["/w/runs/sweep"]
+    assert _run("o", exp="other", cmd=[xp.path]).parsed_cmd("/w") == ["/w/sweep"]
 
 
 def test_executor_fields_keep_placeholders_for_the_publisher():
@@ -293,13 +293,13 @@ def test_user_style_files_load_as_in_the_original(tmp_path):
         return [ph.resolve(c, WorkDir(Path("/w")), spec.experiment, spec.id) for c in spec.cmd]
 
     assert argv(f"sweep_a@{lr[0.1]}") == ["python", "train.py", "--learning-rate", "0.1", "--epochs", "10",
-                                          "--out-dir", "/w/runs/sweep_a/results"]
+                                          "--out-dir", "/w/sweep_a/results"]
     assert argv(f"sweep_a@{lr[0.01]}") == ["python", "train.py", "--learning-rate", "0.01", "--epochs", "10",
-                                           "--out-dir", "/w/runs/sweep_a/results"]
+                                           "--out-dir", "/w/sweep_a/results"]
     assert argv(f"sweep_b@{lr[0.5]}") == ["python", "train.py", "--learning-rate", "0.5", "--epochs", "10",
-                                          "--out-dir", "/w/runs/sweep_b/results"]
-    assert argv("sweep_b@evaluate") == ["python", "eval.py", f"/w/runs/sweep_b/{lr[0.5]}/model.pt",
-                                        "report=/w/runs/sweep_b/report.json"]
+                                          "--out-dir", "/w/sweep_b/results"]
+    assert argv("sweep_b@evaluate") == ["python", "eval.py", f"/w/sweep_b/{lr[0.5]}/model.pt",
+                                        "report=/w/sweep_b/report.json"]
     assert by_gid["sweep_b@evaluate"].depends_on == [f"sweep_b@{lr[0.5]}"]
     ex = by_gid[f"sweep_a@{lr[0.1]}"].executor
     assert ex.venv == "~/venvs/torch" and ex.python_search_path == ["~/src/mylib"] and ex.cuda

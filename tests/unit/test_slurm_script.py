@@ -44,7 +44,7 @@ def full_cluster() -> ClusterSpec:
 
 
 def render(cluster: ClusterSpec, **kw: object) -> str:
-    args: dict = dict(node="booster-3", token="a1b2c3d4", work_dir=WORK, log_path=WORK / "nodes/booster-3/job.log")
+    args: dict = dict(node="booster-3", token="a1b2c3d4", work_dir=WORK, log_path=WORK / ".juqueue/nodes/booster-3/job.log")
     args.update(kw)
     return render_job_script(cluster, **args)
 
@@ -72,7 +72,7 @@ def test_minimal_cluster_has_only_the_fixed_directives() -> None:
         "#SBATCH --comment=juqueue:a1b2c3d4",
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks=1",
-        f"#SBATCH --output={WORK}/nodes/booster-3/job.log",
+        f"#SBATCH --output={WORK}/.juqueue/nodes/booster-3/job.log",
         "#SBATCH --open-mode=append",
         "#SBATCH --signal=B:USR1@120",
     ]

@@ -20,6 +20,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from juqueue.errors import StoreSchemaError
+from juqueue.paths import WorkDir
 from juqueue.store import engine as engine_module
 from juqueue.store import migrations
 from juqueue.store.engine import make_engine
@@ -37,7 +38,8 @@ POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@
 
 def load_v1(work: Path) -> Path:
     """The v1 fixture as the work dir's store file."""
-    db = work / "juqueue.db"
+    db = WorkDir(work).db_file
+    db.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db)
     conn.executescript(V1_DUMP.read_text())
     conn.close()
@@ -87,7 +89,7 @@ def test_migrations_are_one_per_version_in_order() -> None:
 # ---------------------------------------------------------------------------- SQLite
 def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     load_v1(tmp_path)
-    plain = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'juqueue.db'}")
+    plain = sqlalchemy.create_engine(f"sqlite:///{WorkDir(tmp_path).db_file}")
     assert store_version(plain) == 1 and version_row(plain) is None  # as the previous release left it
     v1_cols = {t: columns(plain, t) for t in TABLES}
     assert "stop_reason" not in v1_cols["attempts"]
@@ -141,7 +143,7 @@ def test_upgraded_store_has_the_schema_of_a_fresh_one(tmp_path: Path) -> None:
 def test_fresh_store_is_created_at_the_latest_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine = make_engine(None, tmp_path)
     try:
-        assert (tmp_path / "juqueue.db").exists()
+        assert WorkDir(tmp_path).db_file.exists()
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
         assert set(TABLES) | {"schema_version", "usage_samples"} == set(inspect(engine).get_table_names())
         assert "stop_reason" in columns(engine, "attempts")
@@ -158,7 +160,7 @@ def test_fresh_store_is_created_at_the_latest_version(tmp_path: Path, caplog: py
 
 def test_newer_store_is_refused_and_left_alone(tmp_path: Path) -> None:
     make_engine(None, tmp_path).dispose()
-    db = tmp_path / "juqueue.db"
+    db = WorkDir(tmp_path).db_file
     conn = sqlite3.connect(db)
     conn.execute("UPDATE schema_version SET version = 999, written_by = '9.9.9'")
     conn.commit()
@@ -215,7 +217,7 @@ def test_failing_migration_leaves_the_store_at_its_old_version_unchanged(tmp_pat
 
 def test_failing_migration_on_an_up_to_date_store_changes_nothing_either(tmp_path: Path) -> None:
     make_engine(None, tmp_path).dispose()
-    db = tmp_path / "juqueue.db"
+    db = WorkDir(tmp_path).db_file
     before = _full_dump(db)
     plain = sqlalchemy.create_engine(f"sqlite:///{db}")
     try:

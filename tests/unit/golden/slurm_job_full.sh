@@ -12,7 +12,7 @@
 #SBATCH --gres=gpu:4
 #SBATCH --constraint=largedata
 #SBATCH --exclusive
-#SBATCH --output=/p/scratch/proj/juqueue-work/nodes/booster-3/job.log
+#SBATCH --output=/p/scratch/proj/juqueue-work/.juqueue/nodes/booster-3/job.log
 #SBATCH --open-mode=append
 #SBATCH --signal=B:USR1@300
 #SBATCH --hint=nomultithread
@@ -40,7 +40,7 @@ export JUQUEUE_WORK_DIR=/p/scratch/proj/juqueue-work
 export JUQUEUE_NODE=booster-3
 export JUQUEUE_NODE_TOKEN=a1b2c3d4
 PYTHON=/p/project/proj/venv/bin/python
-DRAIN_FILE=/p/scratch/proj/juqueue-work/nodes/booster-3/drain
+DRAIN_FILE=/p/scratch/proj/juqueue-work/.juqueue/nodes/booster-3/drain
 
 worker_pid=""
 
