@@ -131,6 +131,8 @@ class UserActions:
             if RunStatus(row.status) == RunStatus.QUEUED:
                 s.runs[gid] = RunState.from_row(row)
                 queued.append(s.runs[gid])
+            elif RunStatus(row.status) == RunStatus.HELD:
+                s.runs[gid] = RunState.from_row(row)  # in memory, so release and resume find it
             elif gid in s.runs:
                 s.runs[gid].defined = row.defined
         for run in queued:  # after all are in memory: they may depend on each other
