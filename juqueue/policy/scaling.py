@@ -53,23 +53,28 @@ class ClusterLoad:
     replacements_due: int = 0  # draining nodes whose runs will need a home
     accepting_nodes: int | None = None  # pending, starting and up nodes: what `target` is compared with
     surplus_free_slots: int = 0  # free slots on nodes above the target (see consolidation)
+    unfit_nodes: int = 0  # new nodes for ready runs that fit no live node (slot_demand.nodes_for_unplaced)
 
 
 def nodes_to_start(load: ClusterLoad, paused: bool = False, target: int | None = None) -> int:
     """Nodes to submit now. With a `target` (from `target_nodes`) the accepting nodes never
     grow past it, and nothing starts while a surplus node still has a free slot: a run waits
-    for a slot that is already paid for rather than bill one more node."""
+    for a slot that is already paid for rather than bill one more node. `unfit_nodes` are
+    started even then (the packing tried the surplus slots: those runs fit none of them),
+    and even when the free slots add up to the ready demand; the target still caps them."""
     if paused:
         return 0
     unmet = load.ready_queued - load.free_slots_accepting
     wanted = math.ceil(unmet / load.num_slots) if unmet > 0 else 0
-    wanted = max(wanted, load.replacements_due)
+    wanted = max(wanted, load.replacements_due, load.unfit_nodes)
     room = load.max_jobs - load.live_nodes
     if target is not None:
         if load.accepting_nodes is None:
             raise ValueError("nodes_to_start with a target needs ClusterLoad.accepting_nodes")
         if load.surplus_free_slots > 0:
-            return 0
+            if not load.unfit_nodes:
+                return 0
+            wanted = load.unfit_nodes
         room = min(room, target - load.accepting_nodes)
     return max(0, min(wanted, room))
 
