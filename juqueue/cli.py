@@ -359,15 +359,24 @@ def _tail(api: Any, run: str, attempt: int | None, stream: str, follow: bool) ->
 
 @app.command()
 @with_option_groups
-def reload(ctx: typer.Context, json_out: JsonOpt = False, *, conn: Connection) -> None:
-    """Re-read the definitions and apply the difference; exit 1 if any file has errors."""
+def reload(ctx: typer.Context, json_out: JsonOpt = False,
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply even when it stops more than 10 live runs.")] = False,
+           *, conn: Connection) -> None:
+    """Re-read clusters.yaml and the definitions and apply the difference; live runs whose
+    command, executor or cluster changed are stopped and rerun. Exit 1 if any file has errors."""
     with _api(ctx, conn, timeout=300.0) as api:
-        result = api.post("/api/reload")
+        result = api.post("/api/reload" + ("?yes=true" if yes else ""))
     errors = result.get("errors") or []
+    if result.get("needs_confirmation"):
+        if json_out:
+            _print_json(result)
+        else:
+            typer.echo(f"this reload would stop {len(result['would_stop'])} live runs: {' '.join(result['would_stop'])}")
+        _fail("nothing was applied; run `juqueue reload --yes` to apply it", code=1)
     if json_out:
         _print_json(result)
     else:
-        for key in ("added", "updated", "undefined"):
+        for key in ("added", "updated", "undefined", "stopped"):
             names = result.get(key) or []
             typer.echo(f"{key} {len(names)}" + (f": {' '.join(names)}" if names else ""))
         for key, names in (result.get("clusters") or {}).items():

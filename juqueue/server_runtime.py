@@ -39,6 +39,9 @@ from juqueue.workdir_migration import migrate_work_dir
 log = logging.getLogger("juqueue.server")
 
 
+CONFIRM_STOPS = 10  # a reload that stops more live runs than this needs `--yes`
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -100,7 +103,7 @@ class ServerRuntime:
             self.store, client, app, backends, self.namespace
         )
         self.controller.start()
-        summary = self.reload()
+        summary = self.reload(yes=True)  # nothing runs yet: nothing to confirm
         for error in summary["errors"]:
             log.error("definition error: %s", error)
         self.beat = start_beat(self.work, self.controller.keys.tick_queue, self.opts.tick_interval)
@@ -148,16 +151,24 @@ class ServerRuntime:
         controller = self.controller
         return controller.call(lambda: controller.apply_clusters(new)), []  # type: ignore[return-value]
 
-    def reload(self) -> dict:
+    def reload(self, yes: bool = False) -> dict:
+        """Re-read clusters.yaml and the definitions and apply them. More than CONFIRM_STOPS live
+        runs to stop (their definitions changed) needs `yes`; else nothing is applied."""
         from juqueue.definitions.evaluate import load_definitions
 
         assert self.controller is not None
-        cluster_changes, cluster_errors = self.reload_clusters()
+        controller = self.controller
         result = load_definitions(self.def_dir, set(self.clusters), timeout_s=60)
+        if not yes and not getattr(result, "aborted", False):
+            would_stop = controller.call(lambda: controller.actions.preview_stops(result))
+            if len(would_stop) > CONFIRM_STOPS:  # type: ignore[arg-type]
+                return {"added": [], "updated": [], "undefined": [], "stopped": [], "errors": [],
+                        "needs_confirmation": True, "would_stop": would_stop}
+        cluster_changes, cluster_errors = self.reload_clusters()
         if getattr(result, "aborted", False):
             errors = cluster_errors + [str(e) for e in result.errors]
             self.controller.definition_errors = errors
-            return {"added": [], "updated": [], "undefined": [], "errors": errors, "clusters": cluster_changes}
+            return {"added": [], "updated": [], "undefined": [], "stopped": [], "errors": errors, "clusters": cluster_changes}
         summary = self.controller.call(lambda: self.controller.apply_definitions(result))  # type: ignore[union-attr]
         summary["errors"] = cluster_errors + summary["errors"]  # type: ignore[index]
         summary["clusters"] = cluster_changes  # type: ignore[index]

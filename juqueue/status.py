@@ -54,6 +54,7 @@ class StopReason(str, Enum):
     """
 
     CANCEL = "cancel"
+    REDEFINED = "redefined"  # its definition changed (or left its file): it reruns with the new one
     SERVER_STOP = "server_stop"
     NODE_STOP = "node_stop"
     WALL_TIME = "wall_time"

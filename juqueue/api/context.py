@@ -19,6 +19,6 @@ class AppContext:
     work: WorkDir
     clusters: dict[str, ClusterSpec]
     port: int
-    reload: Callable[[], dict]  # evaluates the def dir in a subprocess and applies it; returns the summary
+    reload: Callable[..., dict]  # reload(yes=...): evaluates the def dir in a subprocess and applies it; the summary
     request_stop: Callable[[bool], dict]  # (cancel_jobs) -> what will happen; the server stops shortly after
     flower_url: str | None = None

@@ -119,8 +119,14 @@ class UserActions:
         s.dirty_placement = True
         return done
 
+    def preview_stops(self, result) -> list[str]:  # type: ignore[no-untyped-def]
+        """The live runs a reload would stop (nothing is applied)."""
+        return self.s.store.apply_definitions(result, hold_new=self.s.config.hold_new, dry_run=True).restart
+
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
-        """Apply a reload's result, then take new and changed queued runs into memory."""
+        """Apply a reload's result, then take new and changed queued runs into memory; live runs
+        whose command, executor or cluster changed (or that left their file) are stopped and
+        rerun with the new definition; other edits reach them without an interruption."""
         s = self.s
         summary = s.store.apply_definitions(result, hold_new=s.config.hold_new)
         changed = set(summary.added) | set(summary.updated) | set(summary.undefined) | set(summary.redefined)
@@ -135,6 +141,15 @@ class UserActions:
                 s.runs[gid] = RunState.from_row(row)  # in memory, so release and resume find it
             elif gid in s.runs:
                 s.runs[gid].defined = row.defined
+        for gid in summary.updated_live + summary.restart:
+            run, row = s.runs.get(gid), rows.get(gid) or s.store.runs_by_id([gid]).get(gid)
+            if run is None or row is None:
+                continue
+            run.spec_json, run.max_retries, run.defined = row.spec_json, row.max_retries, row.defined
+            run.__dict__.pop("_spec", None)  # the cached parse of the old definition
+            if gid in summary.restart and run.status.is_live:
+                why = "its definition changed" if row.defined else "it was removed from its definition file"
+                self.stop_attempt(run, StopReason.REDEFINED, f"stopped: {why} (reload)")
         for run in queued:  # after all are in memory: they may depend on each other
             self.lifecycle.enqueue(run)
         s.definition_errors = [str(e) for e in result.errors]
@@ -142,7 +157,7 @@ class UserActions:
             self.budgets.set_experiment_caps(dict(result.budgets), keep=set(result.failed_experiments))
         s.dirty_placement = True
         return {"added": summary.added, "updated": summary.updated, "undefined": summary.undefined,
-                "errors": s.definition_errors}
+                "stopped": summary.restart, "errors": s.definition_errors}
 
     def apply_clusters(self, clusters: dict[str, ClusterSpec]) -> dict[str, list[str]]:
         """A reloaded clusters.yaml: settings apply at once (slot counts and backend fields to

@@ -55,6 +55,8 @@ class ApplySummary:
     updated: list[str] = field(default_factory=list)
     undefined: list[str] = field(default_factory=list)
     redefined: list[str] = field(default_factory=list)
+    restart: list[str] = field(default_factory=list)  # live runs to stop: what they run changed, or they are gone
+    updated_live: list[str] = field(default_factory=list)  # live runs whose other fields changed
 
 
 class Store:
@@ -98,13 +100,14 @@ class Store:
                 conn.execute(insert(UsageSampleRow), batch.usage_samples)
 
     # ---- definitions --------------------------------------------------------------------
-    def apply_definitions(self, result: LoadResult, now: float | None = None, hold_new: bool = False) -> ApplySummary:
+    def apply_definitions(self, result: LoadResult, now: float | None = None, hold_new: bool = False,
+                          dry_run: bool = False) -> ApplySummary:
         """Apply the difference between what the files define and the store.
 
         Experiments of files that failed are left exactly as they are. A run whose definition
-        changed is updated unless an attempt of it is live (a queued run starts with the new
-        definition; a failed or cancelled one runs it when requeued); a live one is left alone
-        and looked at again by the next reload; a run gone from its file
+        changed is updated (a queued run starts with the new definition; a failed or cancelled
+        one runs it when requeued); a live one whose command, executor or cluster changed is
+        listed in `restart` (the controller stops it and it reruns with the new definition); a run gone from its file
         is kept with its history, marked as no longer defined, and not run. An experiment
         whose runs did not change at all costs one comparison, so a reload is O(changes).
         """
@@ -130,13 +133,13 @@ class Store:
                     continue
                 exp_row = row
                 existing = {
-                    gid: (fp, status, defined)
-                    for gid, fp, status, defined in s.execute(
-                        select(RunRow.global_id, RunRow.fingerprint, RunRow.status, RunRow.defined).where(RunRow.experiment == name)
+                    gid: (fp, status, defined, spec_json)
+                    for gid, fp, status, defined, spec_json in s.execute(
+                        select(RunRow.global_id, RunRow.fingerprint, RunRow.status, RunRow.defined, RunRow.spec_json)
+                        .where(RunRow.experiment == name)
                     ).all()
                 }
                 stamp = now or time.time()
-                stale = False
                 for gid, spec in runs.items():
                     fp = prints[gid]
                     if gid not in existing:
@@ -150,41 +153,49 @@ class Store:
                         events.append({"global_id": gid, "ts": stamp, "kind": "defined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
                         summary.added.append(gid)
                         continue
-                    old_fp, status, defined = existing[gid]
+                    old_fp, status, defined, old_spec = existing[gid]
                     values: dict[str, object] = {}
                     if not defined:
                         values["defined"] = True
                         summary.redefined.append(gid)
-                    if old_fp != fp and status in _LIVE:
-                        stale = True  # a live run keeps its definition; the next reload looks again
-                    elif old_fp != fp:
+                    if old_fp != fp:
+                        if status in _LIVE:
+                            # What it runs changed: the live attempt is stopped and the run reruns
+                            # with the new definition; other edits apply without interrupting it.
+                            runs_differently = _execution(old_spec) != _execution(spec.model_dump_json())  # type: ignore[attr-defined]
+                            (summary.restart if runs_differently else summary.updated_live).append(gid)
                         values.update(cluster=spec.cluster, spec_json=spec.model_dump_json(), fingerprint=fp,  # type: ignore[attr-defined]
                                       depends_on=json.dumps(spec.depends_on), max_retries=spec.max_retries)  # type: ignore[attr-defined]
                         events.append({"global_id": gid, "ts": stamp, "kind": "redefined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
                         summary.updated.append(gid)
                     if values:
                         s.execute(update(RunRow).where(RunRow.global_id == gid).values(**values))
-                if stale:
-                    digest += "~stale"  # never matches a fresh digest
                 if exp_row is None:
                     s.add(ExperimentRow(name=name, source_file=source, defined=True, fingerprint=digest))
                 else:
                     exp_row.source_file, exp_row.defined, exp_row.fingerprint = source, True, digest
-                gone = [gid for gid, (_fp, _st, defined) in existing.items() if gid not in runs and defined]
+                gone = [gid for gid, (_fp, _st, defined, _spec) in existing.items() if gid not in runs and defined]
                 self._mark_undefined(s, gone, "removed from its definition file", stamp, events)
                 summary.undefined.extend(gone)
+                summary.restart.extend(g for g in gone if existing[g][1] in _LIVE)
             # Experiments whose file is gone altogether (not failed: gone).
             for name, row in stored.items():
                 if row.defined and name not in result.experiments and name not in failed and row.source_file not in failed_files:
                     row.defined = False
-                    gone = list(s.execute(select(RunRow.global_id).where(RunRow.experiment == name, RunRow.defined == True)).scalars())  # noqa: E712
+                    rows = s.execute(select(RunRow.global_id, RunRow.status)
+                                     .where(RunRow.experiment == name, RunRow.defined == True)).all()  # noqa: E712
+                    gone = [gid for gid, _status in rows]
                     self._mark_undefined(s, gone, "its definition file is gone", now or time.time(), events)
                     summary.undefined.extend(gone)
+                    summary.restart.extend(gid for gid, status in rows if status in _LIVE)
             if new_runs:
                 s.execute(insert(RunRow), new_runs)
             if events:
                 s.execute(insert(EventRow), events)
-            s.commit()
+            if dry_run:
+                s.rollback()
+            else:
+                s.commit()
         return summary
 
     @staticmethod
@@ -324,6 +335,12 @@ class Store:
     def experiments(self) -> list[ExperimentRow]:
         with self.session() as s:
             return list(s.execute(select(ExperimentRow).order_by(ExperimentRow.name)).scalars())
+
+
+def _execution(spec_json: str | None) -> tuple:
+    """What a run executes: a change here stops a live attempt (other fields do not)."""
+    data = json.loads(spec_json or "{}")
+    return (data.get("cmd"), data.get("executor"), data.get("cluster"))
 
 
 def _group_by_columns(rows: list[dict]) -> dict[tuple[str, ...], list[dict]]:

@@ -16,8 +16,10 @@ class StopRequest(BaseModel):
 
 
 @router.post("/reload", summary="Re-evaluate the def dir (in a subprocess) and apply the difference")
-def reload(ctx: ContextDep) -> dict:
-    return ctx.reload()
+def reload(ctx: ContextDep, yes: bool = False) -> dict:
+    """A reload that would stop more than 10 live runs (their definitions changed) is applied
+    only with `yes=true`; without it the answer lists them under `would_stop` and changes nothing."""
+    return ctx.reload(yes=yes) if yes else ctx.reload()
 
 
 @router.post("/stop", summary="Stop the server; cancel_jobs also ends SLURM jobs")
