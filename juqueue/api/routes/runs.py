@@ -1,14 +1,15 @@
-"""Runs: list, detail with attempts and history, cancel, requeue, and log tails."""
+"""Runs: list, detail with attempts and history, cancel, requeue, hold, release, resume, and log tails."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from juqueue.api.auth import require_token
+from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep, StoreDep
 from juqueue.status import RunStatus
 from juqueue.store.store import Store
@@ -102,39 +103,36 @@ def _select(store: Store, sel: RunSelection) -> tuple[list[str], list[str]]:
     return [g for g in wanted if g in known], unknown
 
 
+def _act(sel: RunSelection, ctx: AppContext, action: Callable[[list[str]], list[str]], done_key: str) -> dict:
+    """Select, act on the controller thread, and say what was done, skipped and unknown."""
+    known, unknown = _select(ctx.store, sel)
+    done = ctx.controller.call(lambda: action(known)) if known else []
+    return {done_key: done, "unknown": unknown, "skipped": [g for g in known if g not in done]}  # type: ignore[operator]
+
+
 @router.post("/cancel", summary="Cancel runs (queued ones at once, live ones are stopped)")
 def cancel_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    known, unknown = _select(ctx.store, sel)
-    done = ctx.controller.call(lambda: ctx.controller.cancel_runs(known)) if known else []
-    return {"cancelled": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+    return _act(sel, ctx, ctx.controller.cancel_runs, "cancelled")
 
 
 @router.post("/requeue", summary="Requeue failed or cancelled runs")
 def requeue_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    known, unknown = _select(ctx.store, sel)
-    done = ctx.controller.call(lambda: ctx.controller.requeue_runs(known)) if known else []
-    return {"requeued": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+    return _act(sel, ctx, ctx.controller.requeue_runs, "requeued")
 
 
 @router.post("/hold", summary="Hold queued runs (no demand); live ones are held if interrupted later")
 def hold_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    known, unknown = _select(ctx.store, sel)
-    done = ctx.controller.call(lambda: ctx.controller.hold_runs(known)) if known else []
-    return {"held": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+    return _act(sel, ctx, ctx.controller.hold_runs, "held")
 
 
 @router.post("/release", summary="Release held runs into the queue")
 def release_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    known, unknown = _select(ctx.store, sel)
-    done = ctx.controller.call(lambda: ctx.controller.release_runs(known)) if known else []
-    return {"released": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+    return _act(sel, ctx, ctx.controller.release_runs, "released")
 
 
 @router.post("/resume", summary="Release held runs and requeue failed and cancelled (and, asked for, completed) ones")
 def resume_runs(sel: ResumeSelection, ctx: ContextDep) -> dict:
-    known, unknown = _select(ctx.store, sel)
-    done = ctx.controller.call(lambda: ctx.controller.resume_runs(known, sel.completed)) if known else []
-    return {"resumed": done, "unknown": unknown, "skipped": [g for g in known if g not in done]}
+    return _act(sel, ctx, lambda known: ctx.controller.resume_runs(known, sel.completed), "resumed")
 
 
 @router.get("/{global_id}/logs", summary="A chunk of an attempt's stdout or stderr, from a byte offset")
