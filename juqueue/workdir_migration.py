@@ -88,6 +88,7 @@ def migrate_work_dir(work: WorkDir, db_url: str | None = None, *,
     replaceable for tests. Raises WorkDirMigrationError when it must not run now.
     """
     report = MigrationReport()
+    _refuse_running_original(work)
     if not needs_migration(work):
         mark_current_layout(work)
         return report
@@ -117,6 +118,25 @@ def migrate_work_dir(work: WorkDir, db_url: str | None = None, *,
     report.migrated = True
     log.info("work dir %s: migrated (%d moves)", work.root, len(report.moved))
     return report
+
+
+def _refuse_running_original(work: WorkDir) -> None:
+    """The original JuQueue holds `W/.lock` (an flock) while it runs: two schedulers must not
+    share the runs' directories."""
+    path = OriginalWorkDir(work.root).lock_file
+    if not path.is_file():
+        return
+    try:
+        fh = open(path, "r")
+    except OSError:
+        return
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkDirMigrationError(
+                f"the original JuQueue is running on work dir {work.root} (it holds {path}); stop it first") from None
+        fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class _old_lock:

@@ -190,6 +190,17 @@ def test_refused_while_an_old_serve_holds_the_old_lock(tmp_path):
     assert migrate(root).migrated
 
 
+def test_refused_while_the_original_juqueue_runs_on_the_work_dir(tmp_path):
+    root = tmp_path / "w"
+    original_run(root, "e", "r", json.dumps({"status": "finished"}))
+    (root / ".lock").write_text("")
+    with open(root / ".lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the original's FileLock does
+        with pytest.raises(WorkDirMigrationError, match="original JuQueue is running"):
+            migrate(root)
+    migrate(root)  # stopped: fine
+
+
 def test_refused_when_an_experiment_has_no_free_place(tmp_path):
     root = old_layout(tmp_path / "w")
     (root / "legacy").mkdir()  # something of the user's at the top
