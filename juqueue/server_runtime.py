@@ -102,10 +102,13 @@ class ServerRuntime:
                              hold_new=self.opts.hold_new),
             self.store, client, app, backends, self.namespace
         )
+        fresh_store = not any(self.store.status_counts().values())
         self.controller.start()
         summary = self.reload(yes=True)  # nothing runs yet: nothing to confirm
         for error in summary["errors"]:
             log.error("definition error: %s", error)
+        if fresh_store:
+            self._adopt_original_statuses()
         self.beat = start_beat(self.work, self.controller.keys.tick_queue, self.opts.tick_interval)
         if self.opts.flower_port:
             self.flower = start_flower(self.work, self.opts.flower_port, self.token)
@@ -122,6 +125,19 @@ class ServerRuntime:
         self.broker = EmbeddedBroker(self.work, host=host)
         self.broker.start()
         return self.broker.settings.url(host)
+
+    def _adopt_original_statuses(self) -> None:
+        """A work dir the original JuQueue used: its runs keep what it knew (finished runs are not
+        rerun, inactive ones are held), read once, when this store is new."""
+        from juqueue.workdir_migration import original_run_statuses
+
+        found = original_run_statuses(self.work.root)
+        for warning in found.warnings:
+            log.warning("original work dir: %s", warning)
+        if found.statuses:
+            controller = self.controller
+            done = controller.call(lambda: controller.actions.adopt_original(found.statuses))  # type: ignore[union-attr]
+            log.info("original work dir: kept the status of %d run(s) from juqueue-run.json", len(done))  # type: ignore[arg-type]
 
     def _add_slurm_backend(self, clusters: dict) -> None:
         if "slurm" in self.backends or not any(c.type == "slurm" for c in clusters.values()):

@@ -181,3 +181,30 @@ class UserActions:
                 self.lifecycle.enqueue(run)
         s.dirty_placement = True
         return {"added": added, "changed": changed, "removed": removed}
+
+    def adopt_original(self, statuses: dict[str, str]) -> list[str]:
+        """Runs the original JuQueue knew (never run here yet) take its status: completed and
+        failed runs are final (not rerun), held ones wait for release, queued ones run."""
+        s = self.s
+        done = []
+        now = s.now()
+        for gid, status in statuses.items():
+            run = s.runs.get(gid)
+            if run is None or run.attempt != 0 or run.status not in (RunStatus.QUEUED, RunStatus.HELD):
+                continue
+            target = RunStatus(status)
+            if target == run.status:
+                continue
+            s.queue.remove(gid)
+            run.status, run.reason = target, "status kept from the original JuQueue's work dir"
+            if target.is_final:
+                run.ended_at, run.exit_code = now, 0 if target == RunStatus.COMPLETED else None
+            s.mark_run_dirty(run)
+            s.batch.event(gid, target.value, None, None, "from the original JuQueue's juqueue-run.json")
+            if target.is_final:
+                self.lifecycle.on_final(run)
+            else:
+                self.lifecycle.enqueue(run)
+            done.append(gid)
+        s.dirty_placement = True
+        return done
