@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     app = make_celery_app(url)
 
     @app.task(name=RUN_TASK, ignore_result=True)
-    def run_attempt(global_id: str, attempt: int) -> None:
-        runtime.run_attempt(global_id, attempt)
+    def run_attempt(global_id: str, attempt: int, slots: list[int] | None = None) -> None:
+        runtime.run_attempt(global_id, attempt, slots)
 
     @signals.worker_shutting_down.connect(weak=False)
     def _on_shutdown(**_kwargs: object) -> None:

@@ -56,7 +56,7 @@ class NodeConfig:
 class LiveAttempt:
     global_id: str
     attempt: int
-    slot: int
+    slots: tuple[int, ...]  # the slot indices the controller assigned (JUQUEUE_SLOT is the first)
     proc: object = None
     pstart: int = 0
     stop_reason: str | None = None
@@ -73,7 +73,6 @@ class NodeRuntime:
         self.leases = Leases(client, self.keys)
         self.cluster = config.cluster
         self._lock = threading.Lock()
-        self._free_slots = list(range(self.cluster.num_slots))
         self.live: dict[str, LiveAttempt] = {}
         self.draining = False
         self.stopping = False
@@ -95,8 +94,15 @@ class NodeRuntime:
         self.redis.xadd(self.keys.events, event.encode(), maxlen=self.config.max_event_stream, approximate=True)
 
     # ---- the task -----------------------------------------------------------------------
-    def run_attempt(self, global_id: str, attempt: int) -> None:
-        """Claim, start, wait, report. Runs in one of the pool's threads."""
+    @property
+    def _used_slots(self) -> set[int]:
+        return {i for live in self.live.values() for i in live.slots}
+
+    def run_attempt(self, global_id: str, attempt: int, slots: list[int] | None = None) -> None:
+        """Claim, start, wait, report. Runs in one of the pool's threads. `slots`: the indices
+        the controller assigned; the attempt uses exactly those, and an index already in use
+        here means a duplicate (it is refused, never run). None (an older controller's message):
+        the first free slot."""
         if self.draining or self.stopping:
             self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="node draining"))
             return
@@ -104,20 +110,33 @@ class NodeRuntime:
             if global_id in self.live:
                 log.warning("dropping a second message for %s attempt %s: it is already running here", global_id, attempt)
                 return
-            slot = self._free_slots.pop(0) if self._free_slots else None
-            if slot is not None:
+            used = self._used_slots
+            refusal = None
+            if slots is None:
+                free = [i for i in range(self.cluster.num_slots) if i not in used]
+                chosen = tuple(free[:1])
+                if not chosen:
+                    refusal = "no free slot"
+            else:
+                chosen = tuple(int(i) for i in slots)
+                busy = sorted(set(chosen) & used)
+                outside = [i for i in chosen if not 0 <= i < self.cluster.num_slots]
+                if busy:
+                    refusal = f"slots {','.join(map(str, busy))} already in use here (a duplicate placement)"
+                elif outside or not chosen or len(set(chosen)) != len(chosen):
+                    refusal = f"slots {list(chosen)} are not distinct slots of this node (0..{self.cluster.num_slots - 1})"
+            if refusal is None:
                 # Registered before the claim, so a stop that follows a successful claim finds it.
-                live = LiveAttempt(global_id, attempt, slot)
+                live = LiveAttempt(global_id, attempt, chosen)
                 self.live[global_id] = live
-        if slot is None:
-            self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason="no free slot"))
+        if refusal is not None:
+            log.warning("refusing %s attempt %s: %s", global_id, attempt, refusal)
+            self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason=refusal))
             return
         spec_json = self.leases.claim(global_id, attempt, self.node, self.config.lease_ttl_s)
         if not spec_json:
             with self._lock:
                 self.live.pop(global_id, None)
-                self._free_slots.append(slot)
-                self._free_slots.sort()
             if spec_json is None:
                 log.warning("dropping %s attempt %s: not the run's current attempt", global_id, attempt)
             else:
@@ -129,8 +148,6 @@ class NodeRuntime:
         finally:
             with self._lock:
                 self.live.pop(global_id, None)
-                self._free_slots.append(slot)
-                self._free_slots.sort()
                 self._last_busy = time.monotonic()
 
     def _listed_devices(self) -> list[str]:
@@ -158,7 +175,10 @@ class NodeRuntime:
         except ValueError as exc:
             raise ValueError(f"{exc} ({where})") from None
 
-    def _slot_env(self, spec: dict, slot: int) -> tuple[dict[str, str], list[int] | None]:
+    def _slot_env(self, spec: dict, slots: tuple[int, ...] | int) -> tuple[dict[str, str], list[int] | None]:
+        """The run's environment for its slots: the CPU and GPU blocks of every one of them."""
+        if isinstance(slots, int):
+            slots = (slots,)
         experiment, run_id = split_global_id(spec["global_id"])
         extra = {
             "RUN_ID": run_id,  # the original's names: the run's own id and its experiment
@@ -166,19 +186,20 @@ class NodeRuntime:
             "JUQUEUE_RUN_ID": spec["global_id"],
             "JUQUEUE_ATTEMPT": str(spec["attempt"]),
             "JUQUEUE_RUN_DIR": spec["run_dir"],
-            "JUQUEUE_SLOT": str(slot),
+            "JUQUEUE_SLOT": str(slots[0]),
+            "JUQUEUE_SLOTS": ",".join(map(str, slots)),
             "JUQUEUE_NODE": self.node,
         }
         cpus = None
         if self.cluster.cpus_per_slot:
-            cpus = slot_cpus(self._allowed_cpus, self.cluster.cpus_per_slot, slot)
-            extra["OMP_NUM_THREADS"] = str(self.cluster.cpus_per_slot)
+            cpus = sorted({c for slot in slots for c in slot_cpus(self._allowed_cpus, self.cluster.cpus_per_slot, slot)})
+            extra["OMP_NUM_THREADS"] = str(self.cluster.cpus_per_slot * len(slots))
         if spec.get("cuda") and self.cluster.cuda_devices_per_slot:
             extra["CUDA_VISIBLE_DEVICES"] = ",".join(
-                slot_cuda_devices(self._job_devices, self.cluster.cuda_devices_per_slot, slot)
+                d for slot in slots for d in slot_cuda_devices(self._job_devices, self.cluster.cuda_devices_per_slot, slot)
             )
         elif spec.get("cuda"):
-            extra["CUDA_VISIBLE_DEVICES"] = self._slot_device(slot)
+            extra["CUDA_VISIBLE_DEVICES"] = ",".join(self._slot_device(slot) for slot in slots)
         return extra, cpus
 
     def _run(self, live: LiveAttempt, spec: dict) -> None:
@@ -188,7 +209,7 @@ class NodeRuntime:
             self._give_back(live, f"work dir: {exc}", work_dir=True)
             return
         try:
-            extra, cpus = self._slot_env(spec, live.slot)
+            extra, cpus = self._slot_env(spec, live.slots)
         except ValueError as exc:  # the node lacks the devices the run needs
             self._give_back(live, f"no CUDA devices for this run: {exc}", no_devices=True)
             return
@@ -213,7 +234,7 @@ class NodeRuntime:
         live.proc = proc
         live.pstart = process_start_time(proc.pid) or 0
         self.emit(
-            Event(type=STARTED, global_id=live.global_id, attempt=live.attempt, slot=live.slot, pid=proc.pid, pstart=live.pstart)
+            Event(type=STARTED, global_id=live.global_id, attempt=live.attempt, slot=live.slots[0], pid=proc.pid, pstart=live.pstart)
         )
         if live.stop_reason:  # a stop arrived while starting
             self._signal(live, signal.SIGTERM)

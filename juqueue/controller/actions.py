@@ -121,13 +121,22 @@ class UserActions:
 
     def preview_stops(self, result) -> list[str]:  # type: ignore[no-untyped-def]
         """The live runs a reload would stop (nothing is applied)."""
+        result = self._check_slots(result)
         return self.s.store.apply_definitions(result, hold_new=self.s.config.hold_new, dry_run=True).restart
+
+    def _check_slots(self, result):  # type: ignore[no-untyped-def]
+        """A run needing more slots than its cluster's nodes have is a definition error (here,
+        where every cluster's num_slots is known)."""
+        from juqueue.definitions.validation import check_run_slots
+
+        return check_run_slots(result, {name: spec.num_slots for name, spec in self.s.config.clusters.items()})
 
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
         """Apply a reload's result, then take new and changed queued runs into memory; live runs
         whose command, executor or cluster changed (or that left their file) are stopped and
         rerun with the new definition; other edits reach them without an interruption."""
         s = self.s
+        result = self._check_slots(result)
         summary = s.store.apply_definitions(result, hold_new=s.config.hold_new)
         changed = set(summary.added) | set(summary.updated) | set(summary.undefined) | set(summary.redefined)
         rows = s.store.runs_by_id(changed)

@@ -66,15 +66,25 @@ class Consolidator:
     def demand_slots(self, cluster: str) -> int:
         """Slots of live runs plus ready runs; runs waiting on dependencies or held are not demand."""
         s = self.s
-        live = sum(len(n.runs) for n in s.nodes.values() if n.cluster == cluster)
-        pending = sum(len(s.pending_exits.get(n.name, ())) for n in s.nodes.values() if n.cluster == cluster)
-        return live + pending + s.queue.ready_count(cluster) - s.device_starved_runs(cluster)
+        live = sum(n.slots_used for n in s.nodes.values() if n.cluster == cluster)
+        pending = sum(s.runs[g].slots if g in s.runs else 1
+                      for n in s.nodes.values() if n.cluster == cluster for g in s.pending_exits.get(n.name, ()))
+        return live + pending + s.queue.ready_slots(cluster) - s.device_starved_slots(cluster)
 
     def targets(self) -> dict[str, int]:
         out = {}
         for name, spec in self.s.config.clusters.items():
             out[name] = target_nodes(self.demand_slots(name), spec.num_slots, spec.max_jobs,
                                      spec.scaling_policy, spec.min_saturation)
+            # Slots alone miss fragmentation: a k-slot run that fits no up node whole needs a
+            # node of its own although the free slots add up. The target keeps the up nodes that
+            # hold runs plus the nodes those runs need, so the node started for them is not
+            # surplus (released at once, started again, ...).
+            unfit = self.s.unfit_nodes(name, spec.num_slots, self.s.now(), up_only=True)
+            if unfit:
+                busy = sum(1 for n in self.s.nodes.values()
+                           if n.cluster == name and n.state == NodeState.UP and (n.runs or self.s.reserved.get(n.name)))
+                out[name] = min(spec.max_jobs, max(out[name], busy + unfit))
             self.view(name).target = out[name]
         return out
 
@@ -84,7 +94,7 @@ class Consolidator:
     def _run_on_node(self, run: RunState, now: float) -> RunOnNode:
         started = run.started_ts if run.started_ts is not None else (run.started_at or now)
         return RunOnNode(run.gid, started, movable=run.movable, moved_at=run.moved_at,
-                         expected_duration_s=self._expected(run))
+                         expected_duration_s=self._expected(run), slots=run.slots)
 
     def _node_snapshot(self, node: NodeInfo, now: float) -> NodeSnapshot:
         s = self.s
@@ -94,7 +104,8 @@ class Consolidator:
         if node.time_limit_at is not None and spec is not None:
             warning = node.time_limit_at - (spec.signal_lead if spec.type == "slurm" else 0)
         # Exits waiting for the node's next heartbeat keep it from looking empty.
-        held = s.reserved.get(node.name, 0) + len(s.pending_exits.get(node.name, ()))
+        held = s.reserved.get(node.name, 0) + sum(s.runs[g].slots if g in s.runs else 1
+                                                  for g in s.pending_exits.get(node.name, ()))
         if node.device_probe and not node.no_devices:
             held += 1  # a node started to look for devices is not surplus before it looked
         phase = _PHASE.get(node.state, NodePhase.STOPPING)

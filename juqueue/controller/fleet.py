@@ -15,6 +15,8 @@ from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.state import ControllerState, NodeInfo
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import write_json_atomic
+from juqueue.policy.slot_demand import nodes_for_unplaced
+from juqueue.policy.slot_placement import RunDemand
 from juqueue.policy.scaling import ClusterLoad, idle_nodes_to_stop, nodes_to_start
 from juqueue.status import NodeState, StopReason
 from juqueue.version import __version__
@@ -44,16 +46,19 @@ class Fleet:
             if health.resume_if_due(now):
                 log.info("cluster %s: retrying submission after back-off", name)
             nodes = [n for n in s.nodes.values() if n.cluster == name and n.state.is_live]  # a node lost in this batch bills nothing
-            starting_free = sum(n.slots_total - len(n.runs) for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING))
+            starting_free = sum(n.slots_total - n.slots_used for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING))
             # Runs that need devices no live node has are not demand, except for one node
             # started to look for devices (the next may have them; the same job script rarely does).
             starved = s.device_starved_runs(name)
+            starved_slots = s.device_starved_slots(name) if starved else 0
             accepting = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.STARTING, NodeState.UP)]
             load = ClusterLoad(
-                ready_queued=s.queue.ready_count(name) - starved, num_slots=spec.num_slots, max_jobs=spec.max_jobs,
+                ready_queued=s.queue.ready_slots(name) - starved_slots, num_slots=spec.num_slots, max_jobs=spec.max_jobs,
                 free_slots_accepting=starting_free, live_nodes=len(nodes), accepting_nodes=len(accepting),
-                surplus_free_slots=sum(max(0, n.slots_total - len(n.runs) - s.reserved.get(n.name, 0))
+                surplus_free_slots=sum(max(0, n.slots_total - n.slots_used - s.reserved.get(n.name, 0))
                                        for n in accepting if n.name in s.surplus and n.state == NodeState.UP),
+                # k-slot runs that fit no live node whole start one even if the free slots add up
+                unfit_nodes=s.unfit_nodes(name, spec.num_slots, now),
             )
             paused = health.paused_reason is not None
             target = None if targets is None else targets.get(name)
@@ -86,13 +91,22 @@ class Fleet:
                 by_exp[exp] = self.budgets.experiment_refusal(exp, spec, now)
             reason = refusal or by_exp[exp]
             if by_exp[exp]:
-                capped += 1
+                capped += s.runs[gid].slots
             run = s.runs[gid]
             if reason or (run.reason or "").startswith("node-hour budget"):
                 self.lifecycle.set_wait_reason(run, reason)
         if refusal:
             return replace(load, max_jobs=0)
-        return replace(load, ready_queued=max(0, load.ready_queued - capped))
+        # A capped experiment's k-slot runs are no reason to start a node either.
+        unfit = load.unfit_nodes if not capped else self._unfit_uncapped(name, spec, by_exp, now)
+        return replace(load, ready_queued=max(0, load.ready_queued - capped), unfit_nodes=unfit)
+
+    def _unfit_uncapped(self, name: str, spec: ClusterSpec, refusals: dict[str, str | None], now: float) -> int:
+        s = self.s
+        if s.queue.ready_slots(name) <= s.queue.ready_count(name):
+            return 0
+        ready = [RunDemand(d.run, d.slots) for d in s.ready_demands(name) if not refusals.get(s.runs[d.run].experiment)]
+        return nodes_for_unplaced(ready, s.slot_nodes(now, name), spec.num_slots, s.reserved)
 
     def _new_node_name(self, cluster: str, now: float) -> str:
         self._node_seq += 1

@@ -96,7 +96,7 @@ class EventIngest:
             return
         node = s.nodes.get(ev.node)
         if node is not None:
-            node.runs.discard(run.gid)
+            node.release(run.gid)
             self._note_node_flags(node, ev, now)
             s.maybe_idle(node, now)
             s.dirty_placement = True

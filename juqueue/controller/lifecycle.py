@@ -38,7 +38,7 @@ class RunLifecycle:
         run.exit_pending = None
         node = s.nodes.get(run.node or "")
         if node is not None:
-            node.runs.discard(run.gid)
+            node.release(run.gid)
             s.maybe_idle(node, s.now())
         cancelled = run.stop_reason == StopReason.CANCEL
         if cancelled:
@@ -157,7 +157,7 @@ class RunLifecycle:
         if run.cluster not in s.config.clusters:
             self.set_wait_reason(run, f"waiting: cluster {run.cluster!r} is not in clusters.yaml")
             return
-        s.queue.add_ready(run.gid, run.cluster)
+        s.queue.add_ready(run.gid, run.cluster, run.slots)
         s.dirty_placement = True
 
     def set_wait_reason(self, run: RunState, reason: str | None) -> None:

@@ -75,6 +75,7 @@ class NodeLoss:
             self.leases.release(gid, run.attempt, node.name)
             self.lifecycle.end_attempt(run, -1, now, True, f"node lost: {reason}", node.name)
         node.runs.clear()
+        node.slot_of.clear()
         try:
             self.publisher.delete_queue(node.name)
         except redis.RedisError:

@@ -27,6 +27,7 @@ class Assignment:
     attempt: int
     node: str
     spec_json: str
+    slots: tuple[int, ...] = (0,)  # the slot indices of the node it holds (the message carries them)
 
 
 def resolve_placeholders(value: str, work: WorkDir, experiment: str, run_id: str) -> str:
@@ -56,6 +57,7 @@ class Publisher:
         return {
             "global_id": a.global_id,
             "attempt": a.attempt,
+            "slots": list(a.slots),
             "cmd": [res(c) for c in spec["cmd"]],
             "env": {k: res(v) for k, v in (executor.get("env") or {}).items()},
             "python_search_path": [res(p) for p in executor.get("python_search_path") or []],
@@ -82,7 +84,8 @@ class Publisher:
             pipe.set(self.keys.current_attempt(a.global_id), a.attempt)
             pipe.set(self.keys.spec(a.global_id), json.dumps(self.attempt_spec(a)))
             queue = self.keys.node_queue(a.node)
-            pipe.lpush(queue, task_message(self.app, RUN_TASK, f"{a.global_id}:{a.attempt}", [a.global_id, a.attempt], queue))
+            pipe.lpush(queue, task_message(self.app, RUN_TASK, f"{a.global_id}:{a.attempt}",
+                                          [a.global_id, a.attempt, list(a.slots)], queue))
         pipe.execute()
 
     def send_control(self, node: str, command: dict) -> None:

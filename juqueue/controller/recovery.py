@@ -7,6 +7,7 @@ their attempts settled; a rebuild in a running controller keeps every node as it
 
 from __future__ import annotations
 
+import json
 import logging
 
 from juqueue.backends.base import NodeBackend
@@ -15,6 +16,7 @@ from juqueue.broker.leases import Leases
 from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.node_loss import NodeLoss
 from juqueue.controller.state import ControllerState, NodeInfo, RunState
+from juqueue.policy.slot_placement import pick_slots
 from juqueue.status import RunStatus, StopReason
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,15 @@ class Recovery:
             s.runs[run.gid] = run
         live = [r for r in s.runs.values() if r.status.is_live]
         attempts = s.store.latest_attempts((r.gid, r.attempt) for r in live)
+        unknown_slots: list[RunState] = []
         for run in live:
             att = attempts.get((run.gid, run.attempt))
+            slots = _attempt_slots(att)
+            if run.node in s.nodes:
+                if slots:
+                    s.nodes[run.node].take(run.gid, slots)
+                else:
+                    unknown_slots.append(run)
             if att is not None:
                 run.pid, run.pstart, run.started, run.started_ts = att.pid, att.pgid_start, att.started_at is not None, att.started_at
                 stop_reason = getattr(att, "stop_reason", None)
@@ -53,8 +62,10 @@ class Recovery:
                 elif att.stop_requested:  # a store written before stop reasons were recorded
                     run.stop_detail = att.stop_requested
                     run.stop_reason = StopReason.CANCEL if att.stop_requested.startswith("cancel") else StopReason.NODE_STOP
-            if run.node in s.nodes:
-                s.nodes[run.node].runs.add(run.gid)
+        for run in unknown_slots:  # an attempt recorded before slots were: the lowest free indices
+            node = s.nodes[run.node]  # type: ignore[index]
+            used = node.used_slots()
+            node.take(run.gid, pick_slots([i for i in range(node.slots_total) if i not in used], run.slots) or ())
         if at_start:
             for node in list(s.nodes.values()):
                 backend = self.backends.get(node.backend)
@@ -94,3 +105,16 @@ class Recovery:
                 self.lifecycle.settle_from_exit_file(run, now)
         self.reset_redis_view(now)
         self.s.dirty_placement = True
+
+
+def _attempt_slots(att) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
+    """The slot indices the store recorded for an attempt (schema 4), else its one `slot`."""
+    if att is None:
+        return ()
+    raw = getattr(att, "slots", None)
+    if raw:
+        try:
+            return tuple(int(i) for i in json.loads(raw))
+        except (ValueError, TypeError):
+            pass
+    return (att.slot,) if att.slot is not None else ()

@@ -15,11 +15,16 @@ class RunQueue:
         self._cluster_of: dict[str, str] = {}
         self._unmet: dict[str, set[str]] = {}  # waiting gid -> dependencies not yet completed
         self._dependents: dict[str, set[str]] = {}  # dependency -> waiting gids
+        self._slots_of: dict[str, int] = {}  # ready gid -> slots it needs, when not 1
+        self._ready_slots: dict[str, int] = {}  # cluster -> slots its ready runs need
 
-    def add_ready(self, gid: str, cluster: str) -> None:
+    def add_ready(self, gid: str, cluster: str, slots: int = 1) -> None:
         self.remove(gid)
         self._ready.setdefault(cluster, {})[gid] = None
         self._cluster_of[gid] = cluster
+        if slots != 1:
+            self._slots_of[gid] = slots
+        self._ready_slots[cluster] = self._ready_slots.get(cluster, 0) + slots
 
     def add_waiting(self, gid: str, unmet: set[str]) -> None:
         self.remove(gid)
@@ -31,6 +36,7 @@ class RunQueue:
         cluster = self._cluster_of.pop(gid, None)
         if cluster is not None:
             self._ready.get(cluster, {}).pop(gid, None)
+            self._ready_slots[cluster] = self._ready_slots.get(cluster, 0) - self._slots_of.pop(gid, 1)
         for dep in self._unmet.pop(gid, ()):
             waiting = self._dependents.get(dep)
             if waiting is not None:
@@ -43,6 +49,10 @@ class RunQueue:
 
     def ready_count(self, cluster: str) -> int:
         return len(self._ready.get(cluster, {}))
+
+    def ready_slots(self, cluster: str) -> int:
+        """Slots the ready runs of a cluster need (a k-slot run counts k)."""
+        return self._ready_slots.get(cluster, 0)
 
     def head(self, cluster: str, n: int) -> list[str]:
         """The first `n` ready runs of a cluster (not removed)."""

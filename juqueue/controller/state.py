@@ -13,6 +13,8 @@ from functools import cached_property
 from juqueue.controller.clock import Clock
 from juqueue.controller.config import ClusterHealth, ControllerConfig
 from juqueue.controller.run_queue import RunQueue
+from juqueue.policy.slot_demand import nodes_for_unplaced
+from juqueue.policy.slot_placement import NodeSlots, RunDemand
 from juqueue.status import NodeState, RunStatus, StopReason
 from juqueue.store.store import Store, WriteBatch
 from juqueue.store.tables import NodeRow, RunRow
@@ -49,6 +51,7 @@ class RunState:
     hold_on_interrupt: bool = False  # `hold` asked while it ran: held, not queued, if interrupted
     moved_at: float | None = None  # when consolidation last moved it (its cooldown)
     move_to: str | None = None  # the node holding a slot reserved for its next attempt
+    move_slots: int = 0  # how many slots are reserved there
 
     @cached_property
     def _spec(self) -> dict:
@@ -57,6 +60,11 @@ class RunState:
     @property
     def needs_cuda(self) -> bool:
         return bool((self._spec.get("executor") or {}).get("cuda"))
+
+    @property
+    def slots(self) -> int:
+        """Slots of one node the run needs (its definition's `slots`, default 1)."""
+        return max(1, int(self._spec.get("slots") or 1))
 
     @property
     def movable(self) -> bool:
@@ -104,6 +112,7 @@ class NodeInfo:
     host: str | None = None
     ended_at: float | None = None
     runs: set[str] = field(default_factory=set)  # gids with an assigned or running attempt here
+    slot_of: dict[str, tuple[int, ...]] = field(default_factory=dict)  # gid -> its slot indices (entries of gids not in `runs` are stale)
     idle_since: float | None = None
     stop_sent_at: float | None = None
     no_devices: bool = False  # a run needing CUDA devices found none here
@@ -135,6 +144,37 @@ class NodeInfo:
     @property
     def accepting(self) -> bool:
         return self.state in (NodeState.STARTING, NodeState.UP)
+
+    def release(self, gid: str) -> None:
+        """The run's attempt here is over: its slots are free."""
+        self.runs.discard(gid)
+        self.slot_of.pop(gid, None)
+
+    def take(self, gid: str, slots: tuple[int, ...]) -> None:
+        """The run's attempt holds these slot indices here."""
+        self.runs.add(gid)
+        self.slot_of[gid] = tuple(slots)
+
+    def used_slots(self) -> set[int]:
+        """Slot indices held by the runs here (a run whose indices are unknown holds none)."""
+        return {i for gid in self.runs for i in self.slot_of.get(gid, ())}
+
+    @property
+    def slots_used(self) -> int:
+        """Slots held here: each run counts its indices (1 when they are unknown)."""
+        return sum(len(self.slot_of.get(gid, ())) or 1 for gid in self.runs)
+
+    def slot_map(self) -> list[str | None]:
+        """Per slot index, the run holding it or None."""
+        out: list[str | None] = [None] * self.slots_total
+        for gid in sorted(self.runs):
+            for i in self.slot_of.get(gid, ()):
+                if 0 <= i < self.slots_total:
+                    out[i] = gid
+        return out
+
+
+_TAKING = (NodeState.PENDING, NodeState.STARTING, NodeState.UP)
 
 
 class ControllerState:
@@ -169,15 +209,15 @@ class ControllerState:
         self.durations: dict[str, list[float]] = {}  # experiment -> run times of completed runs
 
     def reserve(self, run: RunState, node: str) -> None:
-        """A slot on `node` is promised to the run's next attempt; no other run gets it."""
+        """The run's slots on `node` are promised to its next attempt; no other run gets them."""
         self.release_reservation(run)
-        run.move_to = node
-        self.reserved[node] = self.reserved.get(node, 0) + 1
+        run.move_to, run.move_slots = node, run.slots
+        self.reserved[node] = self.reserved.get(node, 0) + run.slots
         self.moving.add(run.gid)
 
     def release_reservation(self, run: RunState) -> None:
         if run.move_to is not None:
-            left = self.reserved.get(run.move_to, 0) - 1
+            left = self.reserved.get(run.move_to, 0) - run.move_slots
             if left > 0:
                 self.reserved[run.move_to] = left
             else:
@@ -221,6 +261,39 @@ class ControllerState:
         if not self.all_nodes_device_less(cluster):
             return 0
         return sum(1 for g in self.queue.head(cluster, self.queue.ready_count(cluster)) if self.runs[g].needs_cuda)
+
+    def device_starved_slots(self, cluster: str) -> int:
+        """Slots of the ready runs that need CUDA devices while no live node of the cluster has them."""
+        if not self.all_nodes_device_less(cluster):
+            return 0
+        return sum(self.runs[g].slots for g in self.queue.head(cluster, self.queue.ready_count(cluster)) if self.runs[g].needs_cuda)
+
+    def ready_demands(self, cluster: str, limit: int | None = None) -> list[RunDemand]:
+        """The cluster's ready runs (the first `limit`), as slot placement sees them."""
+        gids = self.queue.head(cluster, self.queue.ready_count(cluster) if limit is None else limit)
+        return [RunDemand(g, self.runs[g].slots, self.runs[g].needs_cuda) for g in gids]
+
+    def slot_nodes(self, now: float, cluster: str | None = None) -> list[NodeSlots]:
+        """Live nodes that take runs now (up) or soon (pending, starting), as slot placement sees them."""
+        out = []
+        for n in self.nodes.values():
+            if (cluster is not None and n.cluster != cluster) or n.state not in _TAKING:
+                continue
+            out.append(NodeSlots(n.name, n.cluster, n.slots_total, frozenset(n.used_slots()),
+                                 accepting=n.state == NodeState.UP, starting=n.state != NodeState.UP,
+                                 time_left_s=(n.time_limit_at - now) if n.time_limit_at else None,
+                                 surplus=n.name in self.surplus, no_devices=n.no_devices))
+        return out
+
+    def unfit_nodes(self, cluster: str, num_slots: int, now: float, up_only: bool = False) -> int:
+        """New nodes the cluster's ready runs need because they fit no live node whole (a k-slot
+        run needs k free slots of one node). `up_only`: count only nodes that are up (not the
+        starting ones). Zero while every ready run needs one slot (free slots then just add up)."""
+        if self.queue.ready_slots(cluster) <= self.queue.ready_count(cluster):
+            return 0
+        nodes = [n for n in self.slot_nodes(now, cluster) if not (up_only and n.starting)]
+        ready = [RunDemand(d.run, d.slots) for d in self.ready_demands(cluster)]  # devices: see device_starved_runs
+        return nodes_for_unplaced(ready, nodes, num_slots, self.reserved)
 
     def maybe_idle(self, node: NodeInfo, now: float) -> None:
         if not node.runs and node.idle_since is None:

@@ -48,6 +48,7 @@ class RunSpec(BaseModel):
     movable: bool = True  # False: consolidation never interrupts it
     duration: float | None = Field(None, ge=0)  # expected run time in seconds, when the user knows it
     hold: bool = False  # when the run first appears it is `held`, not queued
+    slots: int = Field(1, ge=1)  # slots of one node it needs (their CPU and GPU blocks); at most its cluster's num_slots
     source_file: str = ""
 
     @property
@@ -64,7 +65,7 @@ class RunSpec(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None, "hold": False}
+_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None, "hold": False, "slots": 1}
 
 
 class DefinitionError(BaseModel):

@@ -149,6 +149,7 @@ class RunDef(BaseModel):
     movable: bool = True  # new: False keeps consolidation from ever interrupting the run
     duration: float | None = None  # new: expected run time, seconds or "HH:MM:SS"
     hold: bool = False  # new: the run starts `held` when it first appears
+    slots: int = Field(1, ge=1)  # new: slots of one node the run needs (their CPU and GPU blocks)
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -252,6 +253,7 @@ class RunDef(BaseModel):
             movable=self.movable,
             duration=self.duration,
             hold=self.hold,
+            slots=self.slots,
             source_file=source_file,
         )
 

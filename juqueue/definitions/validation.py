@@ -182,3 +182,33 @@ def combine(files: list[FileResult], cluster_names: set[str] | None) -> LoadResu
                 result.experiments[name] = fr.file
             result.budgets.update(fr.budgets)
     return result
+
+
+def check_run_slots(result: LoadResult, num_slots: dict[str, int]) -> LoadResult:
+    """Refuse runs that need more slots than a node of their cluster has (they would wait
+    forever): each such run is a definition error naming it, and its file fails as a whole,
+    like any file with an error (its experiments keep what they had). The controller calls
+    this when it applies definitions: it knows every cluster's num_slots."""
+    from juqueue.policy.slot_demand import run_slots_error
+
+    bad: dict[str, list[DefinitionError]] = {}
+    for run in result.runs:
+        if run.cluster not in num_slots:
+            continue
+        message = run_slots_error(run.id, run.slots, run.cluster, num_slots[run.cluster])
+        if message:
+            bad.setdefault(run.source_file, []).append(
+                DefinitionError(file=run.source_file, message=message, run=run.id, field="slots"))
+    if not bad:
+        return result
+    out = result.model_copy(deep=True)
+    for file, errors in bad.items():
+        out.errors.extend(errors)
+        out.failed_files.append(file)
+        names = [n for n, f in out.experiments.items() if f == file]
+        out.failed_experiments.extend(n for n in names if n not in out.failed_experiments)
+        for n in names:
+            out.experiments.pop(n, None)
+            out.budgets.pop(n, None)
+    out.runs = [r for r in out.runs if r.source_file not in bad]
+    return out

@@ -23,7 +23,7 @@ SKIP_DIRS = {"__pycache__", "node_modules"}
 CLUSTERS_FILE = "clusters.yaml"
 
 _RUN_FIELDS = ("cluster", "cmd", "parameters", "parameter_format", "executor", "depends_on", "max_retries",
-               "movable", "duration", "hold")
+               "movable", "duration", "hold", "slots")
 
 
 class RunEntry(BaseModel):
@@ -42,6 +42,7 @@ class RunEntry(BaseModel):
     movable: bool | None = None
     duration: float | str | None = None
     hold: bool | None = None  # new runs start `held` (until `juqueue release`)
+    slots: int | None = Field(None, ge=1)  # slots of one node the run needs (default 1)
     matrix: dict[str, list[Any]] | None = None
 
 
@@ -139,7 +140,7 @@ def _add_run(fr: FileResult, name: str, run_id: str, fields: dict[str, Any], com
             executor=ExecutorDef(**fields["executor"]),
             depends_on=deps, max_retries=fields["max_retries"] or 0,
             movable=True if fields["movable"] is None else fields["movable"], duration=fields["duration"],
-            hold=bool(fields["hold"]),
+            hold=bool(fields["hold"]), slots=fields["slots"] or 1,
         )
         fr.runs.append(run.to_spec(source_file=fr.file))
     except ValidationError as exc:

@@ -80,9 +80,15 @@ def _v3_node_billing(conn: Connection) -> None:
     samples.create(conn)
 
 
+def _v4_attempt_slots(conn: Connection) -> None:
+    """attempts.slots: the JSON list of an attempt's slot indices (a run may hold k slots), NULL before."""
+    conn.exec_driver_sql("ALTER TABLE attempts ADD COLUMN slots VARCHAR")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
+    Migration(4, "add attempts.slots", _v4_attempt_slots),
 )
 
 

@@ -46,7 +46,8 @@ class AttemptRow(SQLModel, table=True):
     global_id: str = Field(index=True)
     number: int
     node: Optional[str] = Field(default=None, index=True)
-    slot: Optional[int] = None
+    slot: Optional[int] = None  # the first of its slots
+    slots: Optional[str] = None  # JSON list of its slot indices (schema version 4; NULL before)
     pid: Optional[int] = None
     pgid_start: Optional[int] = None  # the group leader's start time (clock ticks): guards pid reuse
     published_at: Optional[float] = None

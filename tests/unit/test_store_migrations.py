@@ -106,6 +106,7 @@ def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pyte
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
         assert snapshot(engine, v1_cols) == before
         assert "stop_reason" in columns(engine, "attempts")
+        assert "slots" in columns(engine, "attempts")  # version 4
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM attempts WHERE stop_reason IS NOT NULL")).scalar() == 0
 
@@ -121,9 +122,10 @@ def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pyte
 
         # The upgraded store takes writes of the new column through the ordinary path.
         batch = WriteBatch()
-        batch.new_attempts.append({"global_id": "legacy@waiting", "number": 1, "node": None, "published_at": 1.0, "stop_reason": "cancel"})
+        batch.new_attempts.append({"global_id": "legacy@waiting", "number": 1, "node": None, "published_at": 1.0, "stop_reason": "cancel",
+                                   "slot": 2, "slots": "[2, 3]"})
         store.commit(batch)
-        assert [(a.number, a.stop_reason) for a in store.attempts_of("legacy@waiting")] == [(1, "cancel")]
+        assert [(a.number, a.stop_reason, a.slot, a.slots) for a in store.attempts_of("legacy@waiting")] == [(1, "cancel", 2, "[2, 3]")]
     finally:
         engine.dispose()
 

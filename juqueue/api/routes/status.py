@@ -13,7 +13,7 @@ from juqueue.version import __version__
 
 router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_token)])
 
-NODE_KEYS = ("name", "state", "slots_used", "slots_total", "runs", "job_id", "reason", "surplus", "no_devices")
+NODE_KEYS = ("name", "state", "slots_used", "slots_total", "slots", "runs", "job_id", "reason", "surplus", "no_devices")
 
 
 @router.get("/status", summary="Run counts, clusters with their nodes, definition errors, store errors")
