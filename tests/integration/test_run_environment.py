@@ -89,7 +89,7 @@ def test_venv_prepend_order_run_ids_and_paths(workspace):
 
         # another run's `path` names that run's directory; ExperimentDef.path the experiment's
         assert runs["reader"]["status"] == "completed", runs["reader"]
-        assert out_log(work, "envs", "reader").splitlines() == ["written", f"--xp-dir {work / 'runs' / 'envs'}"]
+        assert out_log(work, "envs", "reader").splitlines() == ["written", f"--xp-dir {WorkDir(work).run_dir('envs', 'reader').parent}"]
     finally:
         server.stop()
 
