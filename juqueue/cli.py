@@ -443,6 +443,10 @@ def slurm_script(
                                  log_path=WorkDir(work).node_dir("<node>") / "job.log"), nl=False)
 
 
+from juqueue.cli_simulate import register_simulate  # noqa: E402  (`juqueue simulate`, its own module)
+register_simulate(app)
+
+
 def main() -> None:
     """Console entry point (`juqueue`)."""
     app()

@@ -1,0 +1,57 @@
+"""The simulator's figures as JSON (a stable interface) and as a table for people."""
+
+from __future__ import annotations
+
+from juqueue.simulate.state import PolicyResult
+from juqueue.simulate.workload import Conditions, Workload
+
+
+def efficiency(lower_bound_s: float, result: PolicyResult) -> float:
+    """Lower bound / billed: 1.0 is a perfect packing of the finished sweep."""
+    return lower_bound_s / result.node_seconds if result.node_seconds > 0 else 0.0
+
+
+def report_json(workload: Workload, conditions: Conditions, results: list[PolicyResult], seed: int) -> dict:
+    """`{"lower_bound_node_hours": ..., "policies": [{"name", "node_hours", "efficiency",
+    "makespan_s", "moves", "lost_hours", ...}], ...}`; hours are node-hours (lost: slot-hours)."""
+    lower = workload.work_s / conditions.num_slots
+    return {
+        "lower_bound_node_hours": round(lower / 3600, 4),
+        "policies": [
+            {"name": r.name, "node_hours": round(r.node_seconds / 3600, 4), "efficiency": round(efficiency(lower, r), 4),
+             "makespan_s": round(r.makespan_s, 3), "moves": r.moves, "lost_hours": round(r.lost_seconds / 3600, 4),
+             "max_nodes": r.max_nodes, "node_starts": r.node_starts, "nodes_emptied": r.nodes_emptied,
+             "wall_time_interruptions": r.wall_time_interruptions,
+             "busy_slot_hours": round(r.busy_slot_seconds / 3600, 4)}
+            for r in results
+        ],
+        "runs": len(workload.runs),
+        "run_hours": round(workload.work_s / 3600, 4),
+        "cluster": conditions.name,
+        "num_slots": conditions.num_slots,
+        "max_jobs": conditions.max_jobs,
+        "seed": seed,
+        "note": workload.note or None,
+    }
+
+
+def report_table(workload: Workload, conditions: Conditions, results: list[PolicyResult]) -> str:
+    lower = workload.work_s / conditions.num_slots
+    head = f"{'policy':<28} {'node-hours':>11} {'efficiency':>10} {'makespan':>10} {'moves':>6} {'lost h':>8} {'max nodes':>9}"
+    lines = [head]
+    for r in results:
+        lines.append(f"{r.name:<28} {r.node_seconds / 3600:>11.2f} {efficiency(lower, r):>10.3f} "
+                     f"{_clock(r.makespan_s):>10} {r.moves:>6} {r.lost_seconds / 3600:>8.2f} {r.max_nodes:>9}")
+    lines.append(f"lower bound: {lower / 3600:.2f} node-hours ({workload.work_s / 3600:.2f} run-hours of "
+                 f"{len(workload.runs)} runs / {conditions.num_slots} slots per node)")
+    return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    """12:05:09 or 2d03:04:05: long sweeps stay readable."""
+    whole = int(round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}d{text}" if days else text
