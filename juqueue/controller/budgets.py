@@ -5,6 +5,9 @@ one more node fits (`juqueue.policy.budget`). Running runs are never stopped for
 from __future__ import annotations
 
 import time
+from typing import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.accounting import compute_usage
 from juqueue.backends.slurm_parse import SlurmParseError, parse_time
@@ -100,19 +103,27 @@ class BudgetKeeper:
         return projected_node_hours(left, num_slots)
 
     def status(self) -> dict[str, dict]:
-        """Per cluster and per experiment with a cap: spent, cap, projection, the refusal."""
+        """Per cluster and per experiment with a cap (others: None): spent, cap, projection, the
+        refusal. Without any cap it reads nothing (status is polled often)."""
         s = self.s
         now = s.now()
-        self.refresh(max_age_s=5.0)  # what a person reads: fresher than the gate needs
-        out: dict[str, dict] = {"clusters": {}, "experiments": {}}
+        out: dict[str, dict] = {"clusters": {name: None for name in s.config.clusters}, "experiments": {}}
+        if not self.any_caps():
+            return out
+        try:
+            self.refresh(max_age_s=5.0)  # what a person reads: fresher than the gate needs
+        except SQLAlchemyError:
+            pass  # the store is away: show what was last known (status says the store is unavailable)
         remaining = [r for r in s.runs.values() if r.status in (RunStatus.QUEUED, RunStatus.ASSIGNED, RunStatus.RUNNING)]
         for name, spec in s.config.clusters.items():
+            if spec.budget_node_hours is None:
+                continue
             runs = [r for r in remaining if r.cluster == name]
             out["clusters"][name] = {
                 "budget_node_hours": spec.budget_node_hours,
                 "spent_node_hours": round(self.spent_cluster.get(name, 0.0) / 3600, 6),
                 "projected_node_hours": _round(self.projection_h(runs, spec.num_slots, now)),
-                "reason": self.cluster_refusal(name, spec, now),
+                "reason": _quiet(lambda: self.cluster_refusal(name, spec, now)),
             }
         for exp, cap in sorted(self.experiment_caps.items()):
             runs = [r for r in remaining if r.experiment == exp]
@@ -121,9 +132,17 @@ class BudgetKeeper:
                 "budget_node_hours": cap,
                 "spent_node_hours": round(self.spent_experiment.get(exp, 0.0) / 3600, 6),
                 "projected_node_hours": _round(self.projection_h(runs, spec.num_slots if spec else 1, now)),
-                "reason": self.experiment_refusal(exp, spec, now) if spec else None,
+                "reason": _quiet(lambda: self.experiment_refusal(exp, spec, now)) if spec else None,
             }
         return out
+
+
+def _quiet(reason: Callable[[], str | None]) -> str | None:
+    """A reason for status; None while the store cannot be read."""
+    try:
+        return reason()
+    except SQLAlchemyError:
+        return None
 
 
 def _round(value: float | None) -> float | None:

@@ -228,6 +228,7 @@ class Controller:
                 else:
                     log.warning("broker unreachable while rebuilding: %s", again)
                 delay = min(self.config.store_retry_max_s, delay * 2)
+                self.s.batch = WriteBatch()  # what the failed rebuild gathered is never written
                 try:
                     self._run_commands()  # `status` is answered from memory meanwhile
                 except SQLAlchemyError:
