@@ -161,8 +161,10 @@ class Simulation:
 
     # ---------------------------------------------------------------- the loop
     def _push(self, at: float, kind: _Ev, obj: object) -> None:
+        """Events at one instant go by kind (a run that ends exactly at its node's wall-time
+        warning has ended), then in the order they were made."""
         self.seq += 1
-        heapq.heappush(self.heap, (at, self.seq, kind, obj))
+        heapq.heappush(self.heap, (at, kind, self.seq, obj))
 
     def run(self) -> PolicyResult:
         heap = self.heap
@@ -175,7 +177,7 @@ class Simulation:
             self.now = t
             tick = False
             while heap and heap[0][0] == t:
-                _, _, kind, obj = heapq.heappop(heap)
+                _, kind, _, obj = heapq.heappop(heap)
                 if kind == _Ev.END:
                     run, attempt = obj  # type: ignore[misc]
                     if run.attempt == attempt and run.node is not None:
@@ -635,7 +637,11 @@ class Simulation:
         if point[0] > self.result.max_nodes:
             self.result.max_nodes = point[0]
         if self.record_series and point != self._last_sample:
-            self.result.series.append((t, *point))
+            series = self.result.series
+            if series and series[-1][0] == t:
+                series.pop()  # several batches at one instant: the last state counts
+            if not series or series[-1][1:] != point:
+                series.append((t, *point))
             self._last_sample = point
 
 

@@ -87,8 +87,12 @@ def store_path(work_dir: Path) -> Path:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """Read-only. A store no `serve` has open (no -wal file) is opened immutable, so that not even
+    SQLite's shared-memory file is created beside it."""
+    wal = path.with_name(path.name + "-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
         conn.execute("SELECT 1 FROM runs LIMIT 1")
     except sqlite3.Error as exc:
         raise SimulationInputError(f"{path}: cannot read the store ({exc})") from None
