@@ -165,16 +165,7 @@ class Controller:
 
     def nodes_snapshot(self) -> list[dict]:
         """Live nodes as the API shows them."""
-        return [
-            {"name": n.name, "cluster": n.cluster, "type": n.backend, "state": n.state.value,
-             "slots_used": n.slots_used, "slots_total": n.slots_total, "runs": sorted(n.runs),
-             "slots": n.slot_map(),
-             "job_id": n.job_id, "reason": n.reason, "last_heartbeat": n.last_heartbeat,
-             "started_at": n.started_at, "time_limit_at": n.time_limit_at, "no_devices": n.no_devices,
-             "surplus": n.name in self.s.surplus, "billed_from": n.billed_from, "billed_until": n.billed_until,
-             "billed_estimated": n.billed_estimated}
-            for n in sorted(self.s.nodes.values(), key=lambda n: n.name)
-        ]
+        return [n.as_api(surplus=n.name in self.s.surplus) for n in sorted(self.s.nodes.values(), key=lambda n: n.name)]
 
     # ================================================================ the loop
     def _loop(self) -> None:

@@ -1,0 +1,173 @@
+"""What the controller remembers of one run and one node (rebuilt from the store at start)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from juqueue.status import NodeState, RunStatus, StopReason
+from juqueue.store.tables import NodeRow, RunRow
+
+
+@dataclass
+class RunState:
+    gid: str
+    experiment: str
+    run_id: str
+    cluster: str
+    status: RunStatus
+    attempt: int
+    spec_json: str
+    depends_on: list[str]
+    max_retries: int
+    retries_used: int
+    defined: bool = True
+    node: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    # the current attempt
+    pid: int | None = None
+    pstart: int | None = None
+    started: bool = False
+    started_ts: float | None = None  # when the current attempt's process started (worker clock)
+    stop_reason: StopReason | None = None  # recorded before the stop is sent (two-phase)
+    stop_detail: str | None = None  # the words shown with it
+    exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
+
+    hold_on_interrupt: bool = False  # `hold` asked while it ran: held, not queued, if interrupted
+    moved_at: float | None = None  # when consolidation last moved it (its cooldown)
+    move_to: str | None = None  # the node holding a slot reserved for its next attempt
+    move_slots: int = 0  # how many slots are reserved there
+
+    @cached_property
+    def _spec(self) -> dict:
+        return json.loads(self.spec_json)
+
+    @property
+    def needs_cuda(self) -> bool:
+        return bool((self._spec.get("executor") or {}).get("cuda"))
+
+    @property
+    def slots(self) -> int:
+        """Slots of one node the run needs (its definition's `slots`, default 1)."""
+        return max(1, int(self._spec.get("slots") or 1))
+
+    @property
+    def movable(self) -> bool:
+        return bool(self._spec.get("movable", True))
+
+    @property
+    def duration_s(self) -> float | None:
+        value = self._spec.get("duration")
+        return float(value) if value is not None else None
+
+    @classmethod
+    def from_row(cls, row: RunRow) -> "RunState":
+        return cls(
+            gid=row.global_id, experiment=row.experiment, run_id=row.run_id, cluster=row.cluster,
+            status=RunStatus(row.status), attempt=row.attempt, spec_json=row.spec_json,
+            depends_on=json.loads(row.depends_on or "[]"), max_retries=row.max_retries,
+            retries_used=row.retries_used, defined=row.defined, node=row.node, exit_code=row.exit_code,
+            reason=row.reason, queued_at=row.queued_at, started_at=row.started_at, ended_at=row.ended_at,
+        )
+
+    def columns(self) -> dict:
+        return {
+            "status": self.status.value, "attempt": self.attempt, "exit_code": self.exit_code, "node": self.node,
+            "reason": self.reason, "retries_used": self.retries_used, "queued_at": self.queued_at,
+            "started_at": self.started_at, "ended_at": self.ended_at,
+        }
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    cluster: str
+    backend: str
+    token: str
+    state: NodeState
+    slots_total: int
+    job_id: str | None = None
+    pid: int | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    last_heartbeat: float | None = None
+    time_limit_at: float | None = None
+    reason: str | None = None
+    version: str | None = None
+    host: str | None = None
+    ended_at: float | None = None
+    runs: set[str] = field(default_factory=set)  # gids with an assigned or running attempt here
+    slot_of: dict[str, tuple[int, ...]] = field(default_factory=dict)  # gid -> its slot indices (entries of gids not in `runs` are stale)
+    idle_since: float | None = None
+    stop_sent_at: float | None = None
+    no_devices: bool = False  # a run needing CUDA devices found none here
+    up_at: float | None = None  # when its worker first reported (it bills from about then)
+    emptying: bool = False  # consolidation is moving its runs away; then it is stopped
+    device_probe: bool = False  # started to look for CUDA devices: kept until it showed whether it has them
+    billed_from: float | None = None  # see NodeRow: when it began to bill
+    billed_until: float | None = None
+    billed_estimated: bool = False  # the end is when JuQueue saw the job gone, not the scheduler's record
+
+    @classmethod
+    def from_row(cls, row: NodeRow) -> "NodeInfo":
+        return cls(
+            name=row.name, cluster=row.cluster, backend=row.backend, token=row.token, state=NodeState(row.state),
+            slots_total=row.slots_total, job_id=row.job_id, pid=row.pid, created_at=row.created_at,
+            started_at=row.started_at, last_heartbeat=row.last_heartbeat, time_limit_at=row.time_limit_at,
+            reason=row.reason, version=row.version, host=row.host, billed_from=row.billed_from,
+            billed_until=row.billed_until, billed_estimated=bool(row.billed_estimated),
+        )
+
+    def columns(self) -> dict:
+        return {
+            "state": self.state.value, "job_id": self.job_id, "host": self.host, "pid": self.pid, "version": self.version,
+            "reason": self.reason, "started_at": self.started_at, "last_heartbeat": self.last_heartbeat,
+            "ended_at": self.ended_at, "time_limit_at": self.time_limit_at, "billed_from": self.billed_from,
+            "billed_until": self.billed_until, "billed_estimated": self.billed_estimated,
+        }
+
+    @property
+    def accepting(self) -> bool:
+        return self.state in (NodeState.STARTING, NodeState.UP)
+
+    def release(self, gid: str) -> None:
+        """The run's attempt here is over: its slots are free."""
+        self.runs.discard(gid)
+        self.slot_of.pop(gid, None)
+
+    def take(self, gid: str, slots: tuple[int, ...]) -> None:
+        """The run's attempt holds these slot indices here."""
+        self.runs.add(gid)
+        self.slot_of[gid] = tuple(slots)
+
+    def used_slots(self) -> set[int]:
+        """Slot indices held by the runs here (a run whose indices are unknown holds none)."""
+        return {i for gid in self.runs for i in self.slot_of.get(gid, ())}
+
+    @property
+    def slots_used(self) -> int:
+        """Slots held here: each run counts its indices (1 when they are unknown)."""
+        return sum(len(self.slot_of.get(gid, ())) or 1 for gid in self.runs)
+
+    def slot_map(self) -> list[str | None]:
+        """Per slot index, the run holding it or None."""
+        out: list[str | None] = [None] * self.slots_total
+        for gid in sorted(self.runs):
+            for i in self.slot_of.get(gid, ()):
+                if 0 <= i < self.slots_total:
+                    out[i] = gid
+        return out
+
+    def as_api(self, surplus: bool) -> dict:
+        """The node as `/api/nodes` and `status --json` show it."""
+        return {"name": self.name, "cluster": self.cluster, "type": self.backend, "state": self.state.value,
+                "slots_used": self.slots_used, "slots_total": self.slots_total, "runs": sorted(self.runs),
+                "slots": self.slot_map(), "job_id": self.job_id, "reason": self.reason,
+                "last_heartbeat": self.last_heartbeat, "started_at": self.started_at, "time_limit_at": self.time_limit_at,
+                "no_devices": self.no_devices, "surplus": surplus, "billed_from": self.billed_from,
+                "billed_until": self.billed_until, "billed_estimated": self.billed_estimated}
