@@ -113,6 +113,7 @@ class Simulation:
         self.completed: dict[str, list[float]] = {}  # experiment -> run times of its last completed runs
         self.completed_changed = False
         self.medians: dict[str, float | None] = {}
+        self.median_epoch = 0  # bumped when an experiment's median changes (snapshots holding it are rebuilt)
         self.surplus: frozenset[str] = frozenset()
         self.surplus_since: float | None = None
         self.proposal: tuple | None = None  # the last evaluated tick's (node, moves)
@@ -550,29 +551,34 @@ class Simulation:
         return plan_consolidation(Snapshot((cluster,)), t).clusters[0]
 
     def _node_snapshots(self) -> tuple[NodeSnapshot, ...]:
-        """Consolidator.snapshot's nodes. A RunOnNode or NodeSnapshot is built again only when its
-        node, its attempt or its expected duration (its experiment's median) changed."""
+        """Consolidator.snapshot's nodes. A NodeSnapshot is built again only when its node changed
+        or an expected duration it holds did (its experiment's median of completed runs)."""
         if self.completed_changed:
-            self.medians = {e: expected_duration(None, times) for e, times in self.completed.items()}
+            medians = {e: expected_duration(None, times) for e, times in self.completed.items()}
+            if medians != self.medians:
+                self.medians, self.median_epoch = medians, self.median_epoch + 1
             self.completed_changed = False
-        medians = self.medians
+        medians, epoch = self.medians, self.median_epoch
         out = []
         for node in self.nodes.values():
-            fresh = node.snap is None or node.snap_version != node.version
-            rons = []
-            for gid in sorted(node.runs):
-                run = node.runs[gid]
-                expected = run.own_expected if run.own_expected is not None else medians.get(run.spec.experiment)
-                ron = run.ron
-                if ron is None or run.ron_attempt != run.attempt or ron.expected_duration_s != expected:
-                    ron = run.ron = RunOnNode(gid, run.started_at, run.slots, run.spec.movable, run.moved_at, expected)
-                    run.ron_attempt = run.attempt
-                    fresh = True
-                rons.append(ron)
-            if fresh:
-                node.snap, node.snap_version = self._node_snapshot(node, tuple(rons)), node.version
-            out.append(node.snap)
-        return tuple(out)  # type: ignore[arg-type]
+            snap = node.snap
+            if snap is None or node.snap_version != node.version or (node.snap_epoch != epoch and node.runs):
+                rons = []
+                for gid in sorted(node.runs):
+                    run = node.runs[gid]
+                    expected = run.own_expected if run.own_expected is not None else medians.get(run.spec.experiment)
+                    ron = run.ron
+                    if ron is None or run.ron_attempt != run.attempt or ron.expected_duration_s != expected:
+                        ron = run.ron = RunOnNode(gid, run.started_at, run.slots, run.spec.movable, run.moved_at, expected)
+                        run.ron_attempt = run.attempt
+                    rons.append(ron)
+                runs = tuple(rons)
+                if snap is None or node.snap_version != node.version or snap.runs != runs:
+                    snap = node.snap = self._node_snapshot(node, runs)
+                node.snap_version = node.version
+            node.snap_epoch = epoch
+            out.append(snap)
+        return tuple(out)
 
     def _node_snapshot(self, node: SimNode, runs: tuple[RunOnNode, ...]) -> NodeSnapshot:
         warning = node.warning_at

@@ -62,7 +62,7 @@ class NodeState(IntEnum):
 
 class SimNode:
     __slots__ = ("name", "state", "submitted_at", "latency", "bill_from", "up_at", "limit_at", "warning_at", "runs",
-                 "used", "reserved", "idle_since", "version", "snap", "snap_version")
+                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "snap_epoch")
 
     def __init__(self, name: str, now: float, latency: NodeLatency) -> None:
         self.name = name
@@ -80,6 +80,7 @@ class SimNode:
         self.version = 0  # bumped on every change the consolidation snapshot sees
         self.snap: NodeSnapshot | None = None  # its last NodeSnapshot, reused while unchanged
         self.snap_version = -1
+        self.snap_epoch = -1
 
 
 class RunState:
