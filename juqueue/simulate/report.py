@@ -39,10 +39,11 @@ def report_table(workload: Workload, conditions: Conditions, results: list[Polic
     lower = workload.work_s / conditions.num_slots
     head = f"{'policy':<28} {'node-hours':>11} {'efficiency':>10} {'makespan':>10} {'moves':>6} {'lost h':>8} {'max nodes':>9}"
     lines = [head]
+    digits = 2 if lower >= 36000 else 4  # a sweep of seconds still shows figures
     for r in results:
-        lines.append(f"{r.name:<28} {r.node_seconds / 3600:>11.2f} {efficiency(lower, r):>10.3f} "
-                     f"{_clock(r.makespan_s):>10} {r.moves:>6} {r.lost_seconds / 3600:>8.2f} {r.max_nodes:>9}")
-    lines.append(f"lower bound: {lower / 3600:.2f} node-hours ({workload.work_s / 3600:.2f} run-hours of "
+        lines.append(f"{r.name:<28} {r.node_seconds / 3600:>11.{digits}f} {efficiency(lower, r):>10.3f} "
+                     f"{_clock(r.makespan_s):>10} {r.moves:>6} {r.lost_seconds / 3600:>8.{digits}f} {r.max_nodes:>9}")
+    lines.append(f"lower bound: {lower / 3600:.{digits}f} node-hours ({workload.work_s / 3600:.{digits}f} run-hours of "
                  f"{len(workload.runs)} runs / {conditions.num_slots} slots per node)")
     return "\n".join(lines)
 

@@ -71,9 +71,14 @@ def load_def_dir(def_dir: Path, cluster: str | None, default_duration_s: float |
                         expected_s=r.duration, movable=r.movable, depends_on=tuple(r.depends_on),
                         experiment=r.experiment, slots=getattr(r, "slots", 1))
                  for r in specs_of)
-    note = (f"{len(missing)} of {len(runs)} runs have no duration: simulated as {default_duration_s:g} s each "
-            "(--default-duration; the policy is not told)") if missing else ""
-    return spec, Workload(runs, note)
+    notes = []
+    if missing:
+        notes.append(f"{len(missing)} of {len(runs)} runs have no duration: simulated as {default_duration_s:g} s each "
+                     "(--default-duration; the policy is not told)")
+    held = sum(1 for r in specs_of if getattr(r, "hold", False))
+    if held:
+        notes.append(f"{held} run(s) defined with `hold: true` are simulated as released")
+    return spec, Workload(runs, "; ".join(notes))
 
 
 # ---------------------------------------------------------------------- work dir
