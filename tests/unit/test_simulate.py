@@ -140,6 +140,18 @@ def test_same_seed_same_result():
                                                     "aggressive+min_saturation"]
 
 
+def test_fast_snapshot_objects_equal_the_models():
+    from juqueue.policy.consolidation_model import NodePhase, NodeSnapshot, RunOnNode
+    from juqueue.simulate.engine import make_node_snapshot, make_run_on_node
+
+    fast = make_run_on_node("e@a", 5.0, 2, False, 1.0, 60.0)
+    slow = RunOnNode("e@a", 5.0, slots=2, movable=False, moved_at=1.0, expected_duration_s=60.0)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    node = make_node_snapshot("n1", 4, NodePhase.ACCEPTING, 3.0, 99.0, (fast,), 1)
+    assert node == NodeSnapshot("n1", 4, NodePhase.ACCEPTING, started_at=3.0, time_limit_at=99.0, runs=(slow,), reserved_slots=1)
+    assert node.free_slots == 1 and not node.pending and not node.is_empty
+
+
 def test_placement_lookahead_is_the_controllers():
     from juqueue.controller.dispatch import PLACEMENT_LOOKAHEAD as controllers
 
