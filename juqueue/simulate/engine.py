@@ -27,11 +27,11 @@ Cost. A plan is O(nodes x runs per node) and is what takes the time at 1,000 nod
 - Ticks lie on a fixed grid (`tick_s`), but only ticks that can decide something are evaluated:
   the first tick after a change while there is a surplus, the tick after a move was proposed
   (the re-check), the tick when an idle node's timeout runs out, the tick when the last plan's
-  `consolidate_after not reached` ends (no move can come before; the plan says until when), the
-  tick when a moved run's `move_cooldown` ends, and, while a surplus waits for a reason time
-  alone may lift (lost vs saved work), re-checks on a schedule of their own that backs off from
-  one tick to `recheck_max_s` (the median run / 20, at most 300 s): a move that becomes worth it
-  with time alone, nothing else changing, is made up to that much later than the controller would.
+  `consolidate_after not reached` ends (no move can come before; the plan says until when),
+  and, while a surplus waits for a reason time alone may lift (a cooldown ends, lost and saved
+  work change), one `recheck_max_s` (the median run / 20, at least a tick, at most 300 s) after
+  the last plan: a move that becomes possible with time alone, nothing else changing, comes up to
+  that much later than in the controller.
 - A snapshot's NodeSnapshot and RunOnNode objects are rebuilt only for what changed since the
   last plan, and built without their dataclass __init__ (`_fast_constructors`).
 """
@@ -58,7 +58,7 @@ from juqueue.simulate.state import NodeState, PolicyResult, PolicyVariant, Ready
 from juqueue.simulate.workload import Conditions, NodeLatency, Workload
 
 PLACEMENT_LOOKAHEAD = 256  # controller.dispatch's: queued runs looked at beyond the free slots (k-slot runs)
-RECHECK_FRACTION, RECHECK_MAX_S = 1 / 20, 300.0  # re-checks of a waiting surplus back off to median/20 (<= 300 s)
+RECHECK_FRACTION, RECHECK_MAX_S = 1 / 20, 300.0  # a waiting surplus is looked at again after median/20 (<= 300 s)
 STUCK_FACTOR = 10.0  # still going after 10 x the serial time of all runs (+ 30 days): stuck
 KEEP_DURATIONS = 200  # completed run times kept per experiment, as the controller keeps them
 
@@ -153,8 +153,7 @@ class Simulation:
         self.surplus_since: float | None = None
         self.proposal: tuple | None = None  # the last evaluated tick's (node, moves)
         self.last_up_at: float | None = None
-        self.ticks: set[float] = set()  # ticks to evaluate (the rest of the grid is skipped)
-        self.recheck_s = conditions.tick_s
+        self.ticks: dict[float, bool] = {}  # ticks to evaluate (the rest of the grid is skipped) -> only a re-check's
         self.recheck_at: float | None = None  # the next time-driven look at a waiting surplus
         self.too_soon_until = -math.inf  # the last plan's `consolidate_after not reached` lasts until then
         self.changed = False
@@ -220,8 +219,7 @@ class Simulation:
                     if run.attempt == attempt and run.node is not None:
                         self._complete(run, t)
                 elif kind == _Ev.TICK:
-                    tick = True
-                    self.ticks.discard(t)
+                    tick = tick or self._tick_due(t)
                 elif kind == _Ev.BILL:
                     self._bill(obj, t)  # type: ignore[arg-type]
                 elif kind == _Ev.UP:
@@ -466,7 +464,6 @@ class Simulation:
             plan = self._plan(t, target)
             assert plan == ClusterPlan(self.c.name, target), plan
         self.surplus, self.surplus_since = frozenset(), None
-        self._reset_recheck()
 
     def _has_empty_accepting(self) -> bool:
         return bool(self.counts[NodeState.PENDING] or self.counts[NodeState.BOOTING] or self.empty_up)
@@ -491,7 +488,6 @@ class Simulation:
             self.result.moves += 1
         self.result.nodes_emptied += 1
         self._end_node(source, t)
-        self._reset_recheck()
         self._place(t)
 
     def _release_reservation(self, run: RunState) -> None:
@@ -632,30 +628,24 @@ class Simulation:
             self.too_soon_until = max((self.last_up_at or t) + after, (plan.surplus_since or t) + after)
             self._tick_at(max(self.too_soon_until, t + self.c.tick_s))
         elif plan.empty is None and plan.refusal is not None:
-            # Time alone may lift it (cooldowns end, lost and saved work change): look again on
-            # a schedule of its own, not restarted by the changes that are looked at anyway.
-            if self.recheck_at is None or self.recheck_at <= t:
-                self.recheck_at = t + self.recheck_s
-                self.recheck_s = min(self.recheck_s * 2, self.recheck_max_s)
-            self._tick_at(self.recheck_at)
-            cooldown_ends = [run.moved_at + self.c.move_cooldown_s for name in plan.surplus if name in self.nodes
-                             for run in self.nodes[name].runs.values()
-                             if run.moved_at is not None and run.moved_at + self.c.move_cooldown_s > t]
-            if cooldown_ends:
-                self._tick_at(min(cooldown_ends))  # a moved run may move again: exactly then
-        else:
-            self._reset_recheck()
-
-    def _reset_recheck(self) -> None:
-        self.recheck_s, self.recheck_at = self.c.tick_s, None
+            # Time alone may lift it (cooldowns end, lost and saved work change): look again
+            # if nothing else made us look within recheck_max_s.
+            self._tick_at(t + self.recheck_max_s, recheck=True)
 
     # ---------------------------------------------------------------- ticks
-    def _tick_at(self, at: float) -> None:
+    def _tick_at(self, at: float, recheck: bool = False) -> None:
         grid = self.c.tick_s
         at = math.ceil(at / grid - 1e-9) * grid
+        if recheck:
+            self.recheck_at = at
         if at not in self.ticks:
-            self.ticks.add(at)
             self._push(at, _Ev.TICK, None)
+        self.ticks[at] = self.ticks.get(at, True) and recheck  # True: only a re-check asked for it
+
+    def _tick_due(self, t: float) -> bool:
+        """A tick asked for at t, unless only by a re-check that a later plan put off."""
+        only_recheck = self.ticks.pop(t, None)
+        return only_recheck is not None and (not only_recheck or self.recheck_at == t)
 
     def _schedule_ticks(self, t: float) -> None:
         grid = self.c.tick_s
