@@ -33,12 +33,11 @@ Cost. A plan is O(nodes x runs per node) and is what takes the time at 1,000 nod
   the last plan: a move that becomes possible with time alone, nothing else changing, comes up to
   that much later than in the controller.
 - A snapshot's NodeSnapshot and RunOnNode objects are rebuilt only for what changed since the
-  last plan, and built without their dataclass __init__ (`_fast_constructors`).
+  last plan (`juqueue.simulate.snapshot`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 import random
@@ -47,13 +46,14 @@ from enum import IntEnum
 
 from juqueue.policy.consolidation import plan_consolidation
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
-                                                NodePhase, NodeSnapshot, Refusal, RunOnNode, Snapshot)
+                                                Refusal, Snapshot)
 from juqueue.policy.duration import expected_duration
 from juqueue.policy.scaling import ClusterLoad, ScalingPolicy, idle_nodes_to_stop, nodes_to_start, target_nodes
 from juqueue.policy.slot_demand import nodes_for_unplaced, run_slots_error
 from juqueue.policy.slot_placement import NodeSlots, RunDemand, pick_slots, plan_slots
 from juqueue.simulate.distributions import SimulationInputError
 from juqueue.simulate.original import HeldNode, original_nodes_to_stop
+from juqueue.simulate.snapshot import SnapshotBuilder
 from juqueue.simulate.state import NodeState, PolicyResult, PolicyVariant, ReadyQueue, RunState, SimNode
 from juqueue.simulate.workload import Conditions, NodeLatency, Workload
 
@@ -61,39 +61,6 @@ PLACEMENT_LOOKAHEAD = 256  # controller.dispatch's: queued runs looked at beyond
 RECHECK_FRACTION, RECHECK_MAX_S = 1 / 20, 300.0  # a waiting surplus is looked at again after median/20 (<= 300 s)
 STUCK_FACTOR = 10.0  # still going after 10 x the serial time of all runs (+ 30 days): stuck
 KEEP_DURATIONS = 200  # completed run times kept per experiment, as the controller keeps them
-
-
-def _fast_constructors() -> tuple:
-    """RunOnNode and NodeSnapshot built without their dataclass __init__ (a frozen dataclass sets
-    each field through object.__setattr__, which is most of a snapshot's cost at 1,000 nodes):
-    the same objects (equal, same hash), made ~5x faster. Used only while the classes have exactly
-    these fields, no __slots__ and no __post_init__; otherwise the classes themselves."""
-    ron_fields = ("gid", "attempt_started_at", "slots", "movable", "moved_at", "expected_duration_s")
-    node_fields = ("name", "slots_total", "state", "started_at", "time_limit_at", "runs", "reserved_slots")
-    plain = all(tuple(f.name for f in dataclasses.fields(cls)) == names and "__slots__" not in vars(cls)
-                and not hasattr(cls, "__post_init__") for cls, names in ((RunOnNode, ron_fields), (NodeSnapshot, node_fields)))
-    if not plain:
-        return RunOnNode, NodeSnapshot
-    new = object.__new__
-
-    def run_on_node(gid, started, slots, movable, moved_at, expected):  # type: ignore[no-untyped-def]
-        obj = new(RunOnNode)
-        d = obj.__dict__
-        d["gid"], d["attempt_started_at"], d["slots"], d["movable"] = gid, started, slots, movable
-        d["moved_at"], d["expected_duration_s"] = moved_at, expected
-        return obj
-
-    def node_snapshot(name, slots_total, state, started_at, time_limit_at, runs, reserved):  # type: ignore[no-untyped-def]
-        obj = new(NodeSnapshot)
-        d = obj.__dict__
-        d["name"], d["slots_total"], d["state"], d["started_at"] = name, slots_total, state, started_at
-        d["time_limit_at"], d["runs"], d["reserved_slots"] = time_limit_at, runs, reserved
-        return obj
-
-    return run_on_node, node_snapshot
-
-
-make_run_on_node, make_node_snapshot = _fast_constructors()
 
 
 class _Ev(IntEnum):
@@ -147,8 +114,7 @@ class Simulation:
         self.remaining = len(self.runs)
         self.completed: dict[str, list[float]] = {}  # experiment -> run times of its last completed runs
         self.completed_changed = False
-        self.medians: dict[str, float | None] = {}
-        self.median_epoch = 0  # bumped when an experiment's median changes (snapshots holding it are rebuilt)
+        self.snapshots = SnapshotBuilder(conditions)
         self.surplus: frozenset[str] = frozenset()
         self.surplus_since: float | None = None
         self.proposal: tuple | None = None  # the last evaluated tick's (node, moves)
@@ -581,45 +547,12 @@ class Simulation:
     # ---------------------------------------------------------------- the plan
     def _plan(self, t: float, target: int) -> ClusterPlan:
         self.result.evaluations += 1
-        cluster = ClusterSnapshot(self.c.name, self.settings, target, self._node_snapshots(), self.surplus_since, None)
-        return plan_consolidation(Snapshot((cluster,)), t).clusters[0]
-
-    def _node_snapshots(self) -> tuple[NodeSnapshot, ...]:
-        """Consolidator.snapshot's nodes. A NodeSnapshot is built again only when its node changed
-        or an expected duration it holds did (its experiment's median of completed runs)."""
         if self.completed_changed:
-            medians = {e: expected_duration(None, times) for e, times in self.completed.items()}
-            if medians != self.medians:
-                self.medians, self.median_epoch = medians, self.median_epoch + 1
+            self.snapshots.note_medians({e: expected_duration(None, times) for e, times in self.completed.items()})
             self.completed_changed = False
-        medians, epoch = self.medians, self.median_epoch
-        out = []
-        for node in self.nodes.values():
-            snap = node.snap
-            if snap is None or node.snap_version != node.version or (node.snap_epoch != epoch and node.runs):
-                rons = []
-                for gid in sorted(node.runs):
-                    run = node.runs[gid]
-                    expected = run.own_expected if run.own_expected is not None else medians.get(run.spec.experiment)
-                    ron = run.ron
-                    if ron is None or run.ron_attempt != run.attempt or ron.expected_duration_s != expected:
-                        ron = run.ron = make_run_on_node(gid, run.started_at, run.slots, run.spec.movable, run.moved_at,
-                                                         expected)
-                        run.ron_attempt = run.attempt
-                    rons.append(ron)
-                runs = tuple(rons)
-                if snap is None or node.snap_version != node.version or snap.runs != runs:
-                    snap = node.snap = self._node_snapshot(node, runs)
-                node.snap_version = node.version
-            node.snap_epoch = epoch
-            out.append(snap)
-        return tuple(out)
-
-    def _node_snapshot(self, node: SimNode, runs: tuple[RunOnNode, ...]) -> NodeSnapshot:
-        warning = node.warning_at
-        if warning is None and self.c.wall_time_s is not None:  # pending: its limit as known at submission
-            warning = node.submitted_at + self.c.wall_time_s - self.c.signal_lead_s
-        return make_node_snapshot(node.name, self.c.num_slots, NodePhase.ACCEPTING, node.up_at, warning, runs, node.reserved)
+        cluster = ClusterSnapshot(self.c.name, self.settings, target, self.snapshots.nodes(self.nodes.values()),
+                                  self.surplus_since, None)
+        return plan_consolidation(Snapshot((cluster,)), t).clusters[0]
 
     def _note_refusal(self, plan: ClusterPlan, t: float) -> None:
         """When to look again while a surplus waits (see the module's docstring)."""

@@ -142,7 +142,7 @@ def test_same_seed_same_result():
 
 def test_fast_snapshot_objects_equal_the_models():
     from juqueue.policy.consolidation_model import NodePhase, NodeSnapshot, RunOnNode
-    from juqueue.simulate.engine import make_node_snapshot, make_run_on_node
+    from juqueue.simulate.snapshot import make_node_snapshot, make_run_on_node
 
     fast = make_run_on_node("e@a", 5.0, 2, False, 1.0, 60.0)
     slow = RunOnNode("e@a", 5.0, slots=2, movable=False, moved_at=1.0, expected_duration_s=60.0)
@@ -316,3 +316,12 @@ def test_from_work_dir_reads_the_store(tmp_path: Path):
     assert row["node_hours"] == pytest.approx(19.0 / 3600, abs=1e-4)
     missing = runner.invoke(app, ["simulate", "--from-work-dir", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no store there" in missing.stderr
+
+
+def test_plot_draws_every_policy(tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.png"
+    result = runner.invoke(app, ["simulate", "--runs", "30", "--duration-dist", "uniform:lo=60,hi=600", "--num-slots", "4",
+                                 "--max-jobs", "4", "--plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000 and f"plot: {out}" in result.stdout

@@ -1,0 +1,89 @@
+"""The consolidation snapshot the simulator hands to plan_consolidation: Consolidator.snapshot's
+nodes, built from the simulation's state. At 1,000 nodes building it costs about half as much as
+the plan itself, so a NodeSnapshot or RunOnNode is rebuilt only when its node, its attempt or its
+expected duration (its experiment's median of completed runs) changed, and both are built
+without their dataclass __init__ (see `_fast_constructors`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from juqueue.policy.consolidation_model import NodePhase, NodeSnapshot, RunOnNode
+from juqueue.simulate.state import SimNode
+from juqueue.simulate.workload import Conditions
+
+
+def _fast_constructors() -> tuple:
+    """RunOnNode and NodeSnapshot built without their dataclass __init__ (a frozen dataclass sets
+    each field through object.__setattr__, which is most of a snapshot's cost at 1,000 nodes):
+    the same objects (equal, same hash), made ~5x faster. Used only while the classes have exactly
+    these fields, no __slots__ and no __post_init__; otherwise the classes themselves."""
+    ron_fields = ("gid", "attempt_started_at", "slots", "movable", "moved_at", "expected_duration_s")
+    node_fields = ("name", "slots_total", "state", "started_at", "time_limit_at", "runs", "reserved_slots")
+    plain = all(tuple(f.name for f in dataclasses.fields(cls)) == names and "__slots__" not in vars(cls)
+                and not hasattr(cls, "__post_init__") for cls, names in ((RunOnNode, ron_fields), (NodeSnapshot, node_fields)))
+    if not plain:
+        return RunOnNode, NodeSnapshot
+    new = object.__new__
+
+    def run_on_node(gid, started, slots, movable, moved_at, expected):  # type: ignore[no-untyped-def]
+        obj = new(RunOnNode)
+        d = obj.__dict__
+        d["gid"], d["attempt_started_at"], d["slots"], d["movable"] = gid, started, slots, movable
+        d["moved_at"], d["expected_duration_s"] = moved_at, expected
+        return obj
+
+    def node_snapshot(name, slots_total, state, started_at, time_limit_at, runs, reserved):  # type: ignore[no-untyped-def]
+        obj = new(NodeSnapshot)
+        d = obj.__dict__
+        d["name"], d["slots_total"], d["state"], d["started_at"] = name, slots_total, state, started_at
+        d["time_limit_at"], d["runs"], d["reserved_slots"] = time_limit_at, runs, reserved
+        return obj
+
+    return run_on_node, node_snapshot
+
+
+make_run_on_node, make_node_snapshot = _fast_constructors()
+
+
+class SnapshotBuilder:
+    def __init__(self, conditions: Conditions) -> None:
+        self.c = conditions
+        self.medians: dict[str, float | None] = {}
+        self.epoch = 0  # bumped when an experiment's median changes: snapshots holding it are rebuilt
+
+    def note_medians(self, medians: dict[str, float | None]) -> None:
+        """Each experiment's expected duration for runs without their own (duration.expected_duration)."""
+        if medians != self.medians:
+            self.medians, self.epoch = medians, self.epoch + 1
+
+    def nodes(self, nodes: Iterable[SimNode]) -> tuple[NodeSnapshot, ...]:
+        medians, epoch = self.medians, self.epoch
+        out = []
+        for node in nodes:
+            snap = node.snap
+            if snap is None or node.snap_version != node.version or (node.snap_epoch != epoch and node.runs):
+                rons = []
+                for gid in sorted(node.runs):  # the controller's order
+                    run = node.runs[gid]
+                    expected = run.own_expected if run.own_expected is not None else medians.get(run.spec.experiment)
+                    ron = run.ron
+                    if ron is None or run.ron_attempt != run.attempt or ron.expected_duration_s != expected:
+                        ron = run.ron = make_run_on_node(gid, run.started_at, run.slots, run.spec.movable, run.moved_at,
+                                                         expected)
+                        run.ron_attempt = run.attempt
+                    rons.append(ron)
+                runs = tuple(rons)
+                if snap is None or node.snap_version != node.version or snap.runs != runs:
+                    snap = node.snap = self._node_snapshot(node, runs)
+                node.snap_version = node.version
+            node.snap_epoch = epoch
+            out.append(snap)
+        return tuple(out)
+
+    def _node_snapshot(self, node: SimNode, runs: tuple[RunOnNode, ...]) -> NodeSnapshot:
+        warning = node.warning_at
+        if warning is None and self.c.wall_time_s is not None:  # pending: its limit as known at submission
+            warning = node.submitted_at + self.c.wall_time_s - self.c.signal_lead_s
+        return make_node_snapshot(node.name, self.c.num_slots, NodePhase.ACCEPTING, node.up_at, warning, runs, node.reserved)
