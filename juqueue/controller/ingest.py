@@ -130,6 +130,7 @@ class EventIngest:
         self._note_node_flags(node, ev, now)
         s.mark_node_dirty(node)
         self._settle_unreported(node, ev, now)
+        self._settle_after_reset(node, ev, now)
         for gid in list(s.pending_exits.get(node.name, ())):
             run = s.runs.get(gid)
             if run is None or run.exit_pending is None or run.exit_pending[2] != node.name:
@@ -149,6 +150,26 @@ class EventIngest:
                 continue  # started after the worker took this list: not a sign of anything
             if self.lifecycle.settle_from_exit_file(run, now):
                 log.info("%s attempt %s: exit event lost, settled from its exit file", gid, run.attempt)
+
+    def _settle_after_reset(self, node: NodeInfo, ev: Event, now: float) -> None:
+        """After a Redis reset: an assigned attempt the node lists runs (its exit will come); one
+        it does not list in a heartbeat taken after the reset lost its message: it is fenced (if
+        still unclaimed) and requeued. Never both at once: at most one live attempt."""
+        waiting = self.s.unconfirmed.get(node.name)
+        if not waiting:
+            return
+        listed = set(ev.running)
+        for gid, reset_at in list(waiting.items()):
+            run = self.s.runs.get(gid)
+            if run is None or run.status != RunStatus.ASSIGNED or run.node != node.name:
+                del waiting[gid]
+            elif f"{gid}|{run.attempt}" in listed:
+                del waiting[gid]  # it runs: its exit decides it
+            elif ev.ts > reset_at and self.loss.leases.fence_unclaimed(gid, run.attempt):
+                del waiting[gid]
+                self.lifecycle.end_attempt(run, 0, now, True, "broker reset: its message was lost", node.name)
+        if not waiting:
+            self.s.unconfirmed.pop(node.name, None)
 
     def _note_node_flags(self, node: NodeInfo, ev: Event, now: float) -> None:
         """A worker that says it is draining or going away takes no new runs."""

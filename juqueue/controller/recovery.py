@@ -97,8 +97,11 @@ class Recovery:
             return
         log.warning("Redis lost its state: reconciling from the store")
         for run in list(self.s.runs.values()):
-            if run.status == RunStatus.ASSIGNED:
-                # The message died with Redis; make sure no copy can still start, then requeue.
+            if run.status == RunStatus.ASSIGNED and run.node:
+                # Its message may have died with Redis, or its `started` event: which one, only its
+                # node can tell. Until a heartbeat taken after now says, the attempt stays (ingest).
+                self.s.unconfirmed.setdefault(run.node, {})[run.gid] = now
+            elif run.status == RunStatus.ASSIGNED:
                 self.leases.fence(run.gid)
                 self.lifecycle.end_attempt(run, 0, now, True, "broker reset", run.node)
             elif run.status == RunStatus.RUNNING:

@@ -47,6 +47,9 @@ class ControllerState:
         self.reserved: dict[str, int] = {}  # node -> slots promised to runs being moved there
         self.surplus: set[str] = set()  # nodes above their cluster's target: placed on last
         self.moving: set[str] = set()  # runs with a reserved slot (move_to)
+        # node -> {run: when Redis was found reset}: assigned attempts whose fate the node's next
+        # heartbeat decides (listed: it runs; not listed: its message was lost)
+        self.unconfirmed: dict[str, dict[str, float]] = {}
         self.durations: dict[str, list[float]] = {}  # experiment -> run times of completed runs
 
     def reserve(self, run: RunState, node: str) -> None:

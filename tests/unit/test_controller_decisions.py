@@ -421,11 +421,17 @@ def test_redis_reset_requeues_unclaimed_assignments_and_keeps_running_runs(make)
 
     h.generation.simulate_reset()
     h.tick()
-    assert h.leases.fenced == ["exp@r1"]
-    assert h.leases.set_current_calls[-1] == {"exp@r0": 1}
+    # Which died with Redis, exp@r1's message or its `started` event, only its node can tell: it
+    # keeps its attempt (and its fencing key, so a running copy keeps its lease) until then.
+    assert h.leases.fenced == [] and h.run("exp@r1").attempt == 1
+    assert h.leases.set_current_calls[-1] == {"exp@r0": 1, "exp@r1": 1}
     assert len(h.generation.reset_calls) == resets_before + 1
+    h.clock.advance(1)
+    h.heartbeat(node, running=["exp@r0|1"])  # taken after the reset, without exp@r1: never claimed
+    h.step()
+    assert h.leases.fence_unclaimed_calls[-1] == ("exp@r1", 1)
     first, second = h.store.attempts_of("exp@r1")
-    assert (first.end_reason, first.interrupted_by) == ("interrupted", "broker reset")
+    assert (first.end_reason, first.interrupted_by) == ("interrupted", "broker reset: its message was lost")
     row = h.run("exp@r1")
     assert (row.status, row.attempt, row.retries_used) == (ASSIGNED, 2, 0)  # placed again at once
     assert h.publisher.latest("exp@r1").attempt == 2
@@ -436,7 +442,27 @@ def test_redis_reset_requeues_unclaimed_assignments_and_keeps_running_runs(make)
     assert att.ended_at is None and att.end_reason is None
 
     h.tick()  # Redis holds the new generation: nothing more happens
-    assert h.leases.fenced == ["exp@r1"] and h.run("exp@r1").attempt == 2
+    assert h.run("exp@r1").attempt == 2
+
+
+def test_redis_reset_keeps_an_assigned_attempt_its_node_says_it_runs(make):
+    """The `started` event died with Redis, the run did not: no second attempt while it lives."""
+    h = make([local(num_slots=2, max_jobs=1)], run_specs(1, "c"))
+    h.step()
+    (node,) = h.nodes_of("c")
+    h.heartbeat(node)
+    h.step()
+    h.generation.simulate_reset()
+    h.tick()
+    h.clock.advance(1)
+    h.heartbeat(node, running=["exp@r0|1"])  # it runs there
+    h.step()
+    assert h.run("exp@r0").attempt == 1 and h.publisher.latest("exp@r0").attempt == 1
+    assert h.leases.fence_unclaimed_calls == []
+    h.exited("exp@r0", 0)
+    h.heartbeat(node, running=[])
+    h.step()
+    assert h.status("exp@r0") == COMPLETED and h.run("exp@r0").attempt == 1
 
 
 # ==================================================================== 6. a failed commit loses no event
