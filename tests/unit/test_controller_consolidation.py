@@ -14,27 +14,13 @@ from typing import Callable
 
 import pytest
 
-from controller_fakes import Harness, build_harness, run_specs
+from controller_fakes import Harness, run_specs
 from juqueue.definitions.models import ClusterSpec, RunSpec
 from juqueue.status import NodeState, RunStatus, StopReason
 
 QUEUED, ASSIGNED, RUNNING = RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value
 COMPLETED, FAILED = RunStatus.COMPLETED.value, RunStatus.FAILED.value
 MOVE = StopReason.MOVE.value
-
-
-@pytest.fixture
-def make(tmp_path):
-    made: list[Harness] = []
-
-    def build(clusters, runs, **kw) -> Harness:
-        h = build_harness(tmp_path, clusters, runs, **kw)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
 
 
 def cluster(name: str = "c", kind: str = "local", **kw: object) -> ClusterSpec:

@@ -12,26 +12,12 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from controller_fakes import TICK_INTERVAL_S, Harness, build_harness, run_specs
+from controller_fakes import TICK_INTERVAL_S, Harness, run_specs
 from juqueue.definitions.models import ClusterSpec
 from juqueue.status import NodeState, RunStatus, StopReason
 
 QUEUED, ASSIGNED, RUNNING = RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value
 COMPLETED, FAILED, CANCELLED = RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value
-
-
-@pytest.fixture
-def make(tmp_path):
-    made: list[Harness] = []
-
-    def build(clusters, runs, **kw) -> Harness:
-        h = build_harness(tmp_path, clusters, runs, **kw)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
 
 
 def local(name="c", **kw) -> ClusterSpec:

@@ -9,29 +9,14 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
 
-from controller_fakes import Harness, build_harness, run_specs
+from controller_fakes import Harness, run_specs
 from juqueue.definitions.models import ClusterSpec, LoadResult, RunSpec
 from juqueue.definitions.validation import check_run_slots
 from juqueue.events import REJECTED
 from juqueue.status import NodeState, RunStatus
 
 ASSIGNED, COMPLETED = RunStatus.ASSIGNED.value, RunStatus.COMPLETED.value
-
-
-@pytest.fixture
-def make(tmp_path):
-    made: list[Harness] = []
-
-    def build(clusters, runs, **kw) -> Harness:
-        h = build_harness(tmp_path, clusters, runs, **kw)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
 
 
 def cluster(**kw: object) -> ClusterSpec:
