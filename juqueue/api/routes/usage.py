@@ -15,9 +15,20 @@ from juqueue.store.store import Store
 router = APIRouter(prefix="/api", tags=["usage"], dependencies=[Depends(require_token)])
 
 
+_CACHE_S = 5.0  # /api/status is polled every few seconds; the totals read every attempt
+_cache: dict[int, tuple[float, dict]] = {}
+
+
 def usage_totals(store: Store) -> dict:
+    """The totals, computed at most every few seconds per store (they read every attempt)."""
+    now = time.monotonic()
+    hit = _cache.get(id(store))
+    if hit is not None and now - hit[0] < _CACHE_S:
+        return hit[1]
     nodes, attempts = store.usage_inputs()
-    return compute_usage(nodes, attempts, time.time()).as_dict()
+    totals = compute_usage(nodes, attempts, time.time()).as_dict()
+    _cache[id(store)] = (now, totals)
+    return totals
 
 
 @router.get("/usage", summary="Node-hours billed, busy slot-hours, efficiency and work lost; the series per cluster")
@@ -26,7 +37,7 @@ def get_usage(
     since: Annotated[float | None, Query(description="series from this Unix time on")] = None,
     max_points: Annotated[int, Query(ge=2, le=100_000, description="series points per cluster at most")] = 1000,
 ) -> dict:
-    out = usage_totals(store)
+    out = dict(usage_totals(store))
     out["series"] = {
         cluster: [{"ts": ts, "nodes": n, "slots_busy": b} for ts, n, b in downsample(points, max_points)]
         for cluster, points in store.usage_series(since).items()
