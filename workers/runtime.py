@@ -30,6 +30,8 @@ from juqueue.workers import process
 
 log = logging.getLogger(__name__)
 
+CLAIM_RETRY_S = 90.0  # how long a claim waits out a broker outage (the embedded one restarts in seconds)
+
 
 @dataclass
 class NodeConfig:
@@ -133,7 +135,12 @@ class NodeRuntime:
             log.warning("refusing %s attempt %s: %s", global_id, attempt, refusal)
             self.emit(Event(type=REJECTED, global_id=global_id, attempt=attempt, reason=refusal))
             return
-        spec_json = self.leases.claim(global_id, attempt, self.node, self.config.lease_ttl_s)
+        try:
+            spec_json = self._claim(global_id, attempt)
+        except BaseException:
+            with self._lock:
+                self.live.pop(global_id, None)
+            raise
         if not spec_json:
             with self._lock:
                 self.live.pop(global_id, None)
@@ -149,6 +156,21 @@ class NodeRuntime:
             with self._lock:
                 self.live.pop(global_id, None)
                 self._last_busy = time.monotonic()
+
+    def _claim(self, global_id: str, attempt: int) -> str | None:
+        """The claim, waited out through a broker outage (the claim is idempotent for this node, so a
+        retry after a lost reply is safe). While it waits the attempt is listed in heartbeats, so the
+        controller does not take it for lost; after CLAIM_RETRY_S it is given up (None), and the
+        controller requeues it once no heartbeat lists it."""
+        deadline = time.monotonic() + CLAIM_RETRY_S
+        while True:
+            try:
+                return self.leases.claim(global_id, attempt, self.node, self.config.lease_ttl_s)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() > deadline or self.stopping:
+                    log.warning("giving up %s attempt %s: the broker did not answer its claim (%s)", global_id, attempt, exc)
+                    return None
+                time.sleep(1.0)
 
     def _listed_devices(self) -> list[str]:
         """The GPUs `nvidia-smi -L` lists (none when it is missing or fails); asked once."""

@@ -54,6 +54,7 @@ class Dispatch:
             s.queue.remove(gid)
             run.attempt += 1
             run.status, run.node, run.reason = RunStatus.ASSIGNED, node_name, None
+            run.unlisted_deadline = now + s.message_grace(node)
             node.take(gid, slots)
             node.idle_since = None
             s.mark_run_dirty(run)

@@ -130,7 +130,7 @@ class EventIngest:
         self._note_node_flags(node, ev, now)
         s.mark_node_dirty(node)
         self._settle_unreported(node, ev, now)
-        self._settle_after_reset(node, ev, now)
+        self._settle_lost_messages(node, ev, now)
         for gid in list(s.pending_exits.get(node.name, ())):
             run = s.runs.get(gid)
             if run is None or run.exit_pending is None or run.exit_pending[2] != node.name:
@@ -151,25 +151,24 @@ class EventIngest:
             if self.lifecycle.settle_from_exit_file(run, now):
                 log.info("%s attempt %s: exit event lost, settled from its exit file", gid, run.attempt)
 
-    def _settle_after_reset(self, node: NodeInfo, ev: Event, now: float) -> None:
-        """After a Redis reset: an assigned attempt the node lists runs (its exit will come); one
-        it does not list in a heartbeat taken after the reset lost its message: it is fenced (if
-        still unclaimed) and requeued. Never both at once: at most one live attempt."""
-        waiting = self.s.unconfirmed.get(node.name)
-        if not waiting:
+    def _settle_lost_messages(self, node: NodeInfo, ev: Event, now: float) -> None:
+        """An assigned attempt its up node still does not list in a heartbeat taken after its
+        deadline lost its message (a worker drops what it had prefetched when the broker goes
+        away; a Redis reset loses queued ones): fenced, if still unclaimed, and requeued. One the
+        node lists is running: its own events decide it. Never both: at most one live attempt."""
+        if node.state not in (NodeState.UP, NodeState.DRAINING):
             return
         listed = set(ev.running)
-        for gid, reset_at in list(waiting.items()):
+        for gid in list(node.runs):
             run = self.s.runs.get(gid)
-            if run is None or run.status != RunStatus.ASSIGNED or run.node != node.name:
-                del waiting[gid]
-            elif f"{gid}|{run.attempt}" in listed:
-                del waiting[gid]  # it runs: its exit decides it
-            elif ev.ts > reset_at and self.loss.leases.fence_unclaimed(gid, run.attempt):
-                del waiting[gid]
-                self.lifecycle.end_attempt(run, 0, now, True, "broker reset: its message was lost", node.name)
-        if not waiting:
-            self.s.unconfirmed.pop(node.name, None)
+            if run is None or run.status != RunStatus.ASSIGNED or run.node != node.name or run.unlisted_deadline is None:
+                continue
+            if f"{gid}|{run.attempt}" in listed:
+                continue
+            deadline = run.unlisted_deadline
+            if now > deadline and ev.ts > deadline and self.loss.leases.fence_unclaimed(gid, run.attempt):
+                log.warning("%s attempt %s: its message was lost (node %s never listed it); requeued", gid, run.attempt, node.name)
+                self.lifecycle.end_attempt(run, 0, now, True, "its message was lost before it started", node.name)
 
     def _note_node_flags(self, node: NodeInfo, ev: Event, now: float) -> None:
         """A worker that says it is draining or going away takes no new runs."""

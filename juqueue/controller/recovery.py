@@ -43,6 +43,8 @@ class Recovery:
         for row in s.store.active_runs():
             run = RunState.from_row(row)
             s.runs[run.gid] = run
+            if run.status == RunStatus.ASSIGNED and run.node in s.nodes:
+                run.unlisted_deadline = now + s.message_grace(s.nodes[run.node])
         live = [r for r in s.runs.values() if r.status.is_live]
         attempts = s.store.latest_attempts((r.gid, r.attempt) for r in live)
         unknown_slots: list[RunState] = []
@@ -99,8 +101,8 @@ class Recovery:
         for run in list(self.s.runs.values()):
             if run.status == RunStatus.ASSIGNED and run.node:
                 # Its message may have died with Redis, or its `started` event: which one, only its
-                # node can tell. Until a heartbeat taken after now says, the attempt stays (ingest).
-                self.s.unconfirmed.setdefault(run.node, {})[run.gid] = now
+                # node can tell. A heartbeat taken after now that does not list it settles it (ingest).
+                run.unlisted_deadline = now
             elif run.status == RunStatus.ASSIGNED:
                 self.leases.fence(run.gid)
                 self.lifecycle.end_attempt(run, 0, now, True, "broker reset", run.node)

@@ -15,6 +15,7 @@ from juqueue.policy.slot_placement import NodeSlots, RunDemand
 from juqueue.status import NodeState, RunStatus
 from juqueue.store.store import Store, WriteBatch
 
+MESSAGE_GRACE_S = 60.0  # see ControllerState.message_grace
 _TAKING = (NodeState.PENDING, NodeState.STARTING, NodeState.UP)  # states of nodes that take runs
 
 
@@ -47,9 +48,6 @@ class ControllerState:
         self.reserved: dict[str, int] = {}  # node -> slots promised to runs being moved there
         self.surplus: set[str] = set()  # nodes above their cluster's target: placed on last
         self.moving: set[str] = set()  # runs with a reserved slot (move_to)
-        # node -> {run: when Redis was found reset}: assigned attempts whose fate the node's next
-        # heartbeat decides (listed: it runs; not listed: its message was lost)
-        self.unconfirmed: dict[str, dict[str, float]] = {}
         self.durations: dict[str, list[float]] = {}  # experiment -> run times of completed runs
 
     def reserve(self, run: RunState, node: str) -> None:
@@ -88,6 +86,12 @@ class ControllerState:
     def attempt_columns(self, run: RunState) -> dict:
         """The pending column updates of the run's current attempt (created on first use)."""
         return self.batch.attempts.setdefault((run.gid, run.attempt), {})
+
+    def message_grace(self, node: NodeInfo) -> float:
+        """How long a node that is up may take to list an attempt published to it: its worker
+        takes the message within seconds; three heartbeats and a minute leave room for a slow start."""
+        spec = self.config.clusters.get(node.cluster)
+        return max(MESSAGE_GRACE_S, 3 * (spec.heartbeat_interval if spec else 5.0))
 
     def has_device_less_node(self, cluster: str) -> bool:
         return any(n.no_devices for n in self.nodes.values() if n.cluster == cluster)

@@ -124,9 +124,14 @@ def tcp_listeners(pid: int) -> list[str]:
 
 
 def store_statuses(work: Path) -> dict[str, str]:
+    """Run statuses read straight from the store; empty while `serve` is still creating it."""
     conn = sqlite3.connect(f"file:{WorkDir(work).db_file}?mode=ro", uri=True, timeout=30)
     try:
         return dict(conn.execute("SELECT global_id, status FROM runs").fetchall())
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
     finally:
         conn.close()
 

@@ -417,7 +417,7 @@ def test_redis_reset_requeues_unclaimed_assignments_and_keeps_running_runs(make)
     h.step()
     assert h.leases.fence_unclaimed_calls[-1] == ("exp@r1", 1)
     first, second = h.store.attempts_of("exp@r1")
-    assert (first.end_reason, first.interrupted_by) == ("interrupted", "broker reset: its message was lost")
+    assert (first.end_reason, first.interrupted_by) == ("interrupted", "its message was lost before it started")
     row = h.run("exp@r1")
     assert (row.status, row.attempt, row.retries_used) == (ASSIGNED, 2, 0)  # placed again at once
     assert h.publisher.latest("exp@r1").attempt == 2
@@ -449,6 +449,70 @@ def test_redis_reset_keeps_an_assigned_attempt_its_node_says_it_runs(make):
     h.heartbeat(node, running=[])
     h.step()
     assert h.status("exp@r0") == COMPLETED and h.run("exp@r0").attempt == 1
+
+
+def test_an_assigned_attempt_its_node_never_lists_is_requeued_after_the_message_grace(make):
+    """No reset: the worker dropped the message it had fetched when its broker connection broke."""
+    h = make([local(num_slots=2, max_jobs=1, heartbeat_interval=1)], run_specs(2, "c"))
+    h.step()
+    (node,) = h.nodes_of("c")
+    h.heartbeat(node)
+    h.step()
+    h.started("exp@r0")  # exp@r1's message is gone: its node never lists it
+    h.step()
+    h.clock.advance(59)
+    h.heartbeat(node)
+    h.step()
+    assert h.leases.fence_unclaimed_calls == [] and h.run("exp@r1").attempt == 1  # within the grace
+    h.clock.advance(2)
+    h.heartbeat(node)
+    h.step()
+    assert h.leases.fence_unclaimed_calls == [("exp@r1", 1)]
+    first, _ = h.store.attempts_of("exp@r1")
+    assert first.interrupted_by == "its message was lost before it started"
+    assert (h.status("exp@r1"), h.run("exp@r1").attempt, h.run("exp@r1").retries_used) == (ASSIGNED, 2, 0)
+    assert h.run("exp@r0").attempt == 1
+
+
+def test_an_assigned_attempt_its_node_lists_is_never_taken_for_lost(make):
+    """Listed (its claim waits out a broker outage, or its `started` event was lost): it keeps
+    its attempt however long; once the node stops listing it, the grace counts from then."""
+    h = make([local(num_slots=1, max_jobs=1, heartbeat_interval=1)], run_specs(1, "c"))
+    h.step()
+    (node,) = h.nodes_of("c")
+    h.heartbeat(node)
+    h.step()
+    for _ in range(5):
+        h.clock.advance(30)
+        h.heartbeat(node, running=["exp@r0|1"])
+        h.step()
+    assert h.leases.fence_unclaimed_calls == [] and h.run("exp@r0").attempt == 1
+    h.leases.claimed.add(("exp@r0", 1))  # claimed, then its worker lost it: fenced only when unclaimed
+    h.clock.advance(1)
+    h.heartbeat(node, running=[])
+    h.step()
+    assert h.leases.fence_unclaimed_calls == [("exp@r0", 1)] and h.run("exp@r0").attempt == 1
+    h.leases.claimed.clear()  # its lease expired
+    h.clock.advance(1)
+    h.heartbeat(node, running=[])
+    h.step()
+    assert h.run("exp@r0").attempt == 2
+
+
+def test_after_a_restart_an_assigned_attempt_gets_a_fresh_grace(make):
+    h = make([slurm(num_slots=2, max_jobs=1, heartbeat_interval=1)], run_specs(1, "s"))
+    h.step()
+    (node,) = h.nodes_of("s")
+    h.heartbeat(node)
+    h.step()
+    h.restart(after_s=120)  # the grace from the publish is over, but the new controller counts anew
+    h.heartbeat(node, running=[])
+    h.step()
+    assert h.leases.fence_unclaimed_calls == [] and h.run("exp@r0").attempt == 1
+    h.clock.advance(61)
+    h.heartbeat(node, running=[])
+    h.step()
+    assert h.run("exp@r0").attempt == 2 and h.publisher.latest("exp@r0").attempt == 2
 
 
 # ==================================================================== 6. a failed commit loses no event
