@@ -14,7 +14,6 @@ from juqueue.backends.slurm_parse import SlurmParseError, parse_time
 from juqueue.controller.state import ControllerState, NodeInfo
 from juqueue.definitions.models import ClusterSpec
 from juqueue.policy.budget import budget_reason, node_start_fits, projected_node_hours
-from juqueue.policy.duration import expected_duration
 from juqueue.status import RunStatus
 
 REFRESH_S = 30.0
@@ -96,7 +95,7 @@ class BudgetKeeper:
     def projection_h(self, runs: list, num_slots: int, now: float) -> float | None:  # type: ignore[type-arg]
         left = []
         for run in runs:
-            expected = expected_duration(run.duration_s, self.s.durations.get(run.experiment, ()))
+            expected = self.s.expected_run_s(run)
             if expected is not None and run.status.is_live and run.started_ts is not None:
                 expected = max(0.0, expected - (now - run.started_ts))
             left.append(expected)

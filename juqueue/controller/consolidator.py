@@ -21,7 +21,7 @@ from juqueue.controller.state import ControllerState, NodeInfo, RunState
 from juqueue.policy.consolidation import plan_consolidation
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 NodePhase, NodeSnapshot, Plan, RunOnNode, Snapshot)
-from juqueue.policy.duration import expected_duration
+from juqueue.policy.replacement import protected
 from juqueue.policy.scaling import target_nodes
 from juqueue.status import NodeState, StopReason
 
@@ -88,29 +88,21 @@ class Consolidator:
             self.view(name).target = out[name]
         return out
 
-    def _expected(self, run: RunState) -> float | None:
-        return expected_duration(run.duration_s, self.s.durations.get(run.experiment, ()))
-
     def _run_on_node(self, run: RunState, now: float) -> RunOnNode:
-        started = run.started_ts if run.started_ts is not None else (run.started_at or now)
-        return RunOnNode(run.gid, started, movable=run.movable, moved_at=run.moved_at,
-                         expected_duration_s=self._expected(run), slots=run.slots)
+        return RunOnNode(run.gid, self.s.attempt_started(run, now), movable=run.movable, moved_at=run.moved_at,
+                         expected_duration_s=self.s.expected_run_s(run), slots=run.slots)
 
     def _node_snapshot(self, node: NodeInfo, now: float) -> NodeSnapshot:
         s = self.s
-        spec = s.config.clusters.get(node.cluster)
         runs = tuple(self._run_on_node(s.runs[g], now) for g in sorted(node.runs) if g in s.runs)
-        warning = None
-        if node.time_limit_at is not None and spec is not None:
-            warning = node.time_limit_at - (spec.signal_lead if spec.type == "slurm" else 0)
         # Exits waiting for the node's next heartbeat keep it from looking empty.
         held = s.reserved.get(node.name, 0) + sum(s.runs[g].slots if g in s.runs else 1
                                                   for g in s.pending_exits.get(node.name, ()))
         if node.device_probe and not node.no_devices:
             held += 1  # a node started to look for devices is not surplus before it looked
         phase = _PHASE.get(node.state, NodePhase.STOPPING)
-        return NodeSnapshot(node.name, node.slots_total, phase, started_at=node.up_at, time_limit_at=warning,
-                            runs=runs, reserved_slots=held)
+        return NodeSnapshot(node.name, node.slots_total, phase, started_at=node.up_at, time_limit_at=s.warning_at(node),
+                            runs=runs, reserved_slots=held, protected=protected(node.protected_until, now))
 
     def snapshot(self, now: float, targets: dict[str, int]) -> Snapshot:
         s = self.s

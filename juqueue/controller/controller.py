@@ -35,6 +35,7 @@ from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.clock import Clock, SystemClock
 from juqueue.controller.config import ControllerConfig
 from juqueue.controller.consolidator import Consolidator
+from juqueue.controller.replacements import Replacements
 from juqueue.controller.dispatch import Dispatch
 from juqueue.controller.fleet import Fleet
 from juqueue.controller.ingest import EventIngest
@@ -75,6 +76,7 @@ class Controller:
         self.recovery = Recovery(state, self.lifecycle, self.loss, backends, stream, leases, generation)
         self.actions = UserActions(state, self.lifecycle, publisher, leases, self.budgets)
         self.consolidator = Consolidator(state, self.fleet, self.loss, self.actions, backends)
+        self.replacements = Replacements(state, self.fleet, self.budgets)
         self.usage = UsageSampler(state)
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._stop = threading.Event()
@@ -290,6 +292,7 @@ class Controller:
         self.recovery.check_redis(now)
         self.fleet.check_liveness(now)
         self.fleet.stop_idle_nodes(now)
+        self.replacements.start_due(now)
         self.usage.sample(now)
         self.s.dirty_placement = True
 

@@ -15,6 +15,7 @@ from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.state import ControllerState, NodeInfo
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import write_json_atomic
+from juqueue.policy.replacement import protected
 from juqueue.policy.slot_demand import nodes_for_unplaced
 from juqueue.policy.slot_placement import RunDemand
 from juqueue.policy.scaling import ClusterLoad, idle_nodes_to_stop, nodes_to_start
@@ -235,7 +236,7 @@ class Fleet:
             # A node holding a slot reserved for a run being moved there is not idle.
             idle = {n.name: n.idle_since for n in s.nodes.values()
                     if n.cluster == name and n.state in (NodeState.UP, NodeState.DRAINING) and not n.runs
-                    and n.idle_since is not None and not s.reserved.get(n.name)}
+                    and n.idle_since is not None and not s.reserved.get(n.name) and not protected(n.protected_until, now)}
             accepting = {n for n in idle if s.nodes[n].state == NodeState.UP}
             for node_name in idle_nodes_to_stop(idle, now, spec.idle_timeout, ready_waiting=s.queue.ready_count(name),  # type: ignore[arg-type]
                                                 accepting=accepting):

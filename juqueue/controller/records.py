@@ -115,6 +115,8 @@ class NodeInfo:
     billed_from: float | None = None  # see NodeRow: when it began to bill
     billed_until: float | None = None
     billed_estimated: bool = False  # the end is when JuQueue saw the job gone, not the scheduler's record
+    replaces: str | None = None  # the node whose wall-time warning this one was started for
+    protected_until: float | None = None  # not surplus, not idle before this (that node's warning + grace)
 
     @classmethod
     def from_row(cls, row: NodeRow) -> "NodeInfo":
@@ -124,6 +126,7 @@ class NodeInfo:
             started_at=row.started_at, last_heartbeat=row.last_heartbeat, time_limit_at=row.time_limit_at,
             reason=row.reason, version=row.version, host=row.host, billed_from=row.billed_from,
             billed_until=row.billed_until, billed_estimated=bool(row.billed_estimated),
+            replaces=row.replaces, protected_until=row.protected_until,
         )
 
     def columns(self) -> dict:
@@ -132,6 +135,7 @@ class NodeInfo:
             "reason": self.reason, "started_at": self.started_at, "last_heartbeat": self.last_heartbeat,
             "ended_at": self.ended_at, "time_limit_at": self.time_limit_at, "billed_from": self.billed_from,
             "billed_until": self.billed_until, "billed_estimated": self.billed_estimated,
+            "replaces": self.replaces, "protected_until": self.protected_until,
         }
 
     @property
@@ -173,4 +177,5 @@ class NodeInfo:
                 "slots": self.slot_map(), "job_id": self.job_id, "reason": self.reason,
                 "last_heartbeat": self.last_heartbeat, "started_at": self.started_at, "time_limit_at": self.time_limit_at,
                 "no_devices": self.no_devices, "surplus": surplus, "billed_from": self.billed_from,
-                "billed_until": self.billed_until, "billed_estimated": self.billed_estimated}
+                "billed_until": self.billed_until, "billed_estimated": self.billed_estimated,
+                "replaces": self.replaces, "protected_until": self.protected_until}

@@ -10,6 +10,7 @@ from juqueue.controller.clock import Clock
 from juqueue.controller.config import ClusterHealth, ControllerConfig
 from juqueue.controller.records import NodeInfo, RunState
 from juqueue.controller.run_queue import RunQueue
+from juqueue.policy.duration import expected_duration
 from juqueue.policy.slot_demand import nodes_for_unplaced
 from juqueue.policy.slot_placement import NodeSlots, RunDemand
 from juqueue.status import NodeState, RunStatus
@@ -92,6 +93,23 @@ class ControllerState:
         takes the message within seconds; three heartbeats and a minute leave room for a slow start."""
         spec = self.config.clusters.get(node.cluster)
         return max(MESSAGE_GRACE_S, 3 * (spec.heartbeat_interval if spec else 5.0))
+
+    def warning_at(self, node: NodeInfo) -> float | None:
+        """When the node's wall-time warning comes (SLURM's USR1, `signal_lead` before its limit;
+        a local node's limit itself); None: no limit."""
+        spec = self.config.clusters.get(node.cluster)
+        if node.time_limit_at is None or spec is None:
+            return None
+        return node.time_limit_at - (spec.signal_lead if spec.type == "slurm" else 0)
+
+    def expected_run_s(self, run: RunState) -> float | None:
+        """The run's expected duration (its `duration`, else its experiment's median); None: unknown."""
+        return expected_duration(run.duration_s, self.durations.get(run.experiment, ()))
+
+    @staticmethod
+    def attempt_started(run: RunState, now: float) -> float:
+        """When the run's current attempt started (the worker's clock when known)."""
+        return run.started_ts if run.started_ts is not None else (run.started_at or now)
 
     def has_device_less_node(self, cluster: str) -> bool:
         return any(n.no_devices for n in self.nodes.values() if n.cluster == cluster)

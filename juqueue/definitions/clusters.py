@@ -45,7 +45,8 @@ IGNORED_KEYS: frozenset[str] = frozenset({
 })
 
 _SLURM_ONLY = {"partition", "account", "qos", "time", "cpus_per_task", "gres", "constraint", "exclusive",
-               "extra_directives", "prologue", "python", "job_name", "signal_lead", "poll_interval"}
+               "extra_directives", "prologue", "python", "job_name", "signal_lead", "poll_interval",
+               "replacement_lead"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LIST_FIELDS = {"extra_directives", "prologue"}
 

@@ -146,6 +146,8 @@ class ClusterSpec(BaseModel):
     python: str | None = None
     job_name: str = "juqueue"
     signal_lead: int = Field(120, ge=0)  # seconds before the time limit the job is warned
+    # seconds before a node's wall-time warning its replacement job is submitted (0: none)
+    replacement_lead: float = Field(600.0, ge=0)
     poll_interval: float = Field(30.0, gt=0)
 
     @field_validator("scaling_policy", mode="before")
@@ -158,7 +160,7 @@ class ClusterSpec(BaseModel):
             return value["name"]
         return value
 
-    @field_validator("consolidate_after", "move_cooldown", mode="before")
+    @field_validator("consolidate_after", "move_cooldown", "replacement_lead", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value

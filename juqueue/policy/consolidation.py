@@ -10,6 +10,8 @@ first). The rules, per cluster:
   (bills nothing) and empty nodes, then nodes that may be emptied now by lowest lost work,
   then the rest. Placement puts runs on them last (attrition) and scale-out starts nothing
   while one has a free slot (scaling.nodes_to_start).
+- Replacements (policy.replacement) are left out while protected: not counted against the
+  target, never surplus.
 - Release: an empty surplus node is stopped at once, a pending one (cancel) first.
   `idle` mode releases nothing here and never moves a run: its empty nodes time out
   through scaling.idle_nodes_to_stop.
@@ -56,12 +58,16 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     settings = cluster.settings
     target = max(0, min(cluster.target, settings.max_jobs))
     accepting = [n for n in cluster.nodes if n.state is NodePhase.ACCEPTING]
+    # A protected replacement stands in for a node about to drain: it does not count against
+    # the target and is never surplus, but takes moved runs like any kept node.
+    replacements = [n for n in accepting if n.protected]
+    accepting = [n for n in accepting if not n.protected]
     excess = len(accepting) - target
     if excess <= 0:
         return ClusterPlan(cluster.name, target)
     since = cluster.surplus_since if cluster.surplus_since is not None else now
     ranked = sorted(accepting, key=lambda n: surplus_rank(n, settings, now))
-    surplus, keep = ranked[:excess], ranked[excess:]
+    surplus, keep = ranked[:excess], ranked[excess:] + replacements
     plan = ClusterPlan(cluster.name, target, surplus=tuple(n.name for n in surplus), surplus_since=since)
     if settings.mode is ConsolidationMode.IDLE:
         return plan

@@ -56,6 +56,7 @@ class NodeSnapshot:
     time_limit_at: float | None = None  # when its wall-time warning comes (it drains then); None: unlimited
     runs: tuple[RunOnNode, ...] = ()
     reserved_slots: int = 0  # already promised to runs being moved here
+    protected: bool = False  # a replacement before its predecessor's warning + grace (policy.replacement)
 
     @property
     def used_slots(self) -> int:

@@ -85,10 +85,17 @@ def _v4_attempt_slots(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE attempts ADD COLUMN slots VARCHAR")
 
 
+def _v5_node_replacement(conn: Connection) -> None:
+    """nodes.replaces/protected_until: a replacement job started before another node's wall-time warning."""
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN replaces VARCHAR")
+    conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN protected_until FLOAT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
     Migration(4, "add attempts.slots", _v4_attempt_slots),
+    Migration(5, "add nodes.replaces and nodes.protected_until", _v5_node_replacement),
 )
 
 

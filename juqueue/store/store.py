@@ -26,7 +26,7 @@ _LIVE = (RunStatus.ASSIGNED.value, RunStatus.RUNNING.value)
 RUN_MUTABLE = ("status", "attempt", "exit_code", "node", "reason", "retries_used", "queued_at", "started_at", "ended_at")
 ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested", "stop_reason")
 NODE_MUTABLE = ("state", "job_id", "host", "pid", "version", "reason", "started_at", "last_heartbeat", "ended_at", "time_limit_at",
-                "billed_from", "billed_until", "billed_estimated")
+                "billed_from", "billed_until", "billed_estimated", "replaces", "protected_until")
 
 
 @dataclass

@@ -84,6 +84,10 @@ class NodeRow(SQLModel, table=True):
     billed_from: Optional[float] = None
     billed_until: Optional[float] = None
     billed_estimated: bool = False
+    # Wall time without a gap (schema version 5): the node this one was started to replace, and
+    # until when it is protected from release (that node's wall-time warning + grace period).
+    replaces: Optional[str] = None
+    protected_until: Optional[float] = None
 
 
 class UsageSampleRow(SQLModel, table=True):

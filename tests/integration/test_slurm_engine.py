@@ -312,10 +312,14 @@ def test_controller_restart_reattaches_running_jobs(workspace, slurm_jobs):
 
 @pytest.mark.timeout(540)
 def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slurm_jobs):
-    steps = 200  # more than a 3-minute job can give after its warning (signal_lead 90 s)
+    """A 3-minute job warned 90 s before its end, replacement_lead 120: the replacement job is
+    submitted at once (the warning is less than 120 s away when the first node is up), runs
+    before the warning, and the drained run's next attempt starts on it within seconds."""
+    steps = 120  # more than a 3-minute job can give after its warning (signal_lead 90 s)
     gid = "walltime@count"
     defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, num_slots=1, max_jobs=2, time="00:03:00",
-                                                        grace_period=20, signal_lead=90, idle_timeout=5),
+                                                        grace_period=20, signal_lead=90, idle_timeout=5,
+                                                        replacement_lead=120),
                       {"count.yaml": _counter_experiment("walltime", "count", steps)})
     work = workspace / "work"
     server = Server(defs, work).start()
@@ -356,3 +360,10 @@ def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slur
     assert _count(work, gid) == steps
     gaps = [round(b["started_at"] - a["ended_at"], 1) for a, b in zip(attempts, attempts[1:])]
     print(f"wall-time requeue gaps (s): {gaps}; attempts: {[(a['number'], a['node'], a['end_reason']) for a in attempts]}")
+    # Wall time without a gap: the second attempt ran on the first node's replacement, whose job
+    # was running (SLURM's own start time) before the first node's warning (its start + 90 s).
+    second = by_name[attempts[1]["node"]]
+    assert second["replaces"] == first["node"], (second, node1)
+    assert second["billed_from"] is not None and node1["billed_from"] is not None, (second, node1)
+    assert second["billed_from"] < node1["billed_from"] + (180 - 90), (second, node1)
+    assert gaps[0] < 10, gaps

@@ -64,6 +64,7 @@ def clusters(draw: st.DrawFn, mode: ConsolidationMode | None = None, steady: boo
             name=f"n{i}", slots_total=num_slots, state=state, runs=runs, reserved_slots=reserved,
             started_at=None if pending else draw(_ago()),
             time_limit_at=None if draw(st.integers(0, 2)) else NOW + draw(_seconds(1, 20_000)),
+            protected=not steady and draw(st.integers(0, 7)) == 0,  # a replacement job (policy.replacement)
         ))
     cfg = ClusterSettings(
         num_slots=num_slots, max_jobs=draw(st.integers(0, 8)),
@@ -106,10 +107,12 @@ def _saved(node: NodeSnapshot, cfg: ClusterSettings) -> float:
 def _check_plan(cluster: ClusterSnapshot, plan: ClusterPlan, now: float = NOW) -> None:
     cfg = cluster.settings
     by_name = {n.name: n for n in cluster.nodes}
-    accepting = [n for n in cluster.nodes if n.state is NodePhase.ACCEPTING]
+    accepting = [n for n in cluster.nodes if n.state is NodePhase.ACCEPTING and not n.protected]
     assert plan.target <= cfg.max_jobs
+    # A protected replacement neither counts against the target nor is ever surplus.
     assert len(plan.surplus) == max(0, len(accepting) - plan.target)
     assert set(plan.surplus) <= {n.name for n in accepting}
+    assert plan.empty is None or not by_name[plan.empty].protected
     for name in plan.release:
         assert name in plan.surplus and by_name[name].is_empty
     if cfg.mode is ConsolidationMode.IDLE:

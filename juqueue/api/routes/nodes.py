@@ -17,7 +17,8 @@ def _ended(row: NodeRow) -> dict:
     return {"name": row.name, "cluster": row.cluster, "type": row.backend, "state": row.state, "slots_used": 0,
             "slots_total": row.slots_total, "slots": [None] * row.slots_total, "runs": [], "job_id": row.job_id, "reason": row.reason, "host": row.host,
             "started_at": row.started_at, "ended_at": row.ended_at, "last_heartbeat": row.last_heartbeat, "live": False,
-            "billed_from": row.billed_from, "billed_until": row.billed_until, "billed_estimated": bool(row.billed_estimated)}
+            "billed_from": row.billed_from, "billed_until": row.billed_until, "billed_estimated": bool(row.billed_estimated),
+            "replaces": row.replaces, "protected_until": row.protected_until}
 
 
 @router.get("/nodes", summary="Live nodes, then recently ended ones")
