@@ -38,9 +38,10 @@ def simulate(
     checkpoint_interval: Annotated[Optional[str], typer.Option("--checkpoint-interval", metavar=S, help="Runs checkpoint every S of progress; work since the last checkpoint is lost on a move or wall-time interruption (0: nothing lost; default: no checkpoints, the whole attempt is lost).", rich_help_panel=CONDITIONS)] = None,
     consolidate_after: Annotated[Optional[str], typer.Option("--consolidate-after", metavar=S, help="Overrides the cluster's consolidate_after.", rich_help_panel=CONDITIONS)] = None,
     tick: Annotated[Optional[str], typer.Option("--tick", metavar=S, help="The controller's tick (moves and idle timeouts are decided on ticks; default 2).", rich_help_panel=CONDITIONS)] = None,
+    replacement_lead: Annotated[Optional[str], typer.Option("--replacement-lead", metavar=S, help="With wall time: a node whose runs outlive its wall-time warning gets a replacement node S before it, for the drained runs (default: the cluster's replacement_lead, 600; 0: never).", rich_help_panel=CONDITIONS)] = None,
     seed: Annotated[Optional[str], typer.Option("--seed", metavar="N", help="Seed of generated durations and queue waits (default 1).", rich_help_panel=CONDITIONS)] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Simulate only this policy (repeatable): idle, original, aggressive, aggressive+<scaling policy>.", rich_help_panel=OUTPUT)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print {\"lower_bound_node_hours\", \"policies\": [{\"name\", \"node_hours\", \"efficiency\", \"makespan_s\", \"moves\", \"lost_hours\", ...}]}.", rich_help_panel=OUTPUT)] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print {\"lower_bound_node_hours\", \"policies\": [{\"name\", \"node_hours\", \"efficiency\", \"makespan_s\", \"moves\", \"lost_hours\", \"replacements\", \"wall_time_gap_mean_s\", ...}]}.", rich_help_panel=OUTPUT)] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Draw nodes held and slots busy over time per policy (needs the extra .[plot]: matplotlib).", rich_help_panel=OUTPUT)] = None,
 ) -> None:
     """Simulate a sweep under every policy (the controller's own policy functions) and compare node-hours billed."""
@@ -53,7 +54,8 @@ def simulate(
                               runs=runs, duration_dist=duration_dist, default_duration=default_duration,
                               num_slots=num_slots, max_jobs=max_jobs, queue_wait_dist=queue_wait_dist,
                               wall_time=wall_time, restart_cost=restart_cost, checkpoint_interval=checkpoint_interval,
-                              consolidate_after=consolidate_after, tick=tick, seed=seed, policies=tuple(policy or ()))
+                              consolidate_after=consolidate_after, tick=tick, replacement_lead=replacement_lead, seed=seed,
+                              policies=tuple(policy or ()))
     try:
         if plot is not None:
             from juqueue.simulate.plot import require_matplotlib

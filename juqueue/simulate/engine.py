@@ -3,7 +3,9 @@
 The decisions are the controller's own functions, imported, never copied: `scaling.target_nodes`
 and `nodes_to_start` (how many nodes), `placement.place_runs` (where a run goes),
 `consolidation.plan_consolidation` (surplus, releases, moves), `scaling.idle_nodes_to_stop`
-(idle timeout) and `duration.expected_duration` (what a run is expected to need). This module
+(idle timeout), `replacement.replacements_to_start` (wall time without a gap, carried out by
+`juqueue.simulate.replacements`) and `duration.expected_duration` (what a run is expected to
+need). This module
 keeps the state they decide over and carries out what they return, in the controller's order:
 after each batch of events at one instant, placement (reserved slots first), then scale-out,
 then consolidation: empty surplus nodes released at once; a move only on a tick, once the same
@@ -12,7 +14,10 @@ plan came out at the previous evaluated tick; the emptied node stops when its ru
 The model (README, "juqueue simulate"):
 - A node: submitted -> `queue_s` pending (bills nothing) -> `boot_s` booting (bills, takes no
   run) -> up -> gone (released, idle timeout, emptied, or drained at its wall-time warning,
-  `signal_lead` before its limit). It bills from the end of its queue wait to its end.
+  `signal_lead` before its limit). It bills from the end of its queue wait to its end. With wall
+  time and `replacement_lead_s` > 0 (not for `original`), a node whose runs outlive its warning
+  gets a replacement (an ordinary node start) that lead before it; the drained runs start on
+  its reserved slots at the warning if it is up by then.
 - A run needs `duration_s` of work; a restarted attempt first spends `restart_cost_s`; an
   interrupted attempt (a move, a wall-time drain, the original's kill) keeps the progress of its
   last checkpoint, the rest is work lost. Stops are instant (a checkpointing run exits on
@@ -28,6 +33,7 @@ Cost. A plan is O(nodes x runs per node) and is what takes the time at 1,000 nod
   the first tick after a change while there is a surplus, the tick after a move was proposed
   (the re-check), the tick when an idle node's timeout runs out, the tick when the last plan's
   `consolidate_after not reached` ends (no move can come before; the plan says until when),
+  the tick when a replacement's protection ends,
   and, while a surplus waits for a reason time alone may lift (a cooldown ends, lost and saved
   work change), one `recheck_max_s` (the median run / 20, at least a tick, at most 300 s) after
   the last plan: a move that becomes possible with time alone, nothing else changing, comes up to
@@ -48,11 +54,13 @@ from juqueue.policy.consolidation import plan_consolidation
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 Refusal, Snapshot)
 from juqueue.policy.duration import expected_duration
+from juqueue.policy.replacement import protected
 from juqueue.policy.scaling import ClusterLoad, ScalingPolicy, idle_nodes_to_stop, nodes_to_start, target_nodes
 from juqueue.policy.slot_demand import nodes_for_unplaced, run_slots_error
 from juqueue.policy.slot_placement import NodeSlots, RunDemand, pick_slots, plan_slots
 from juqueue.simulate.distributions import SimulationInputError
 from juqueue.simulate.original import HeldNode, original_nodes_to_stop
+from juqueue.simulate.replacements import Replacements
 from juqueue.simulate.snapshot import SnapshotBuilder
 from juqueue.simulate.state import NodeState, PolicyResult, PolicyVariant, ReadyQueue, RunState, SimNode
 from juqueue.simulate.workload import Conditions, NodeLatency, Workload
@@ -125,6 +133,9 @@ class Simulation:
         self.changed = False
         self.dirty_placement = True
         self.latencies = iter(workload.latencies) if workload.latencies else None
+        self.replacing = Replacements(self) if (not self.original and conditions.wall_time_s is not None
+                                                and conditions.replacement_lead_s > 0) else None
+        self.checks: set[float] = set()  # ticks asked for by replacements only (Replacements.start_due)
         self._last_sample = (-1, -1)
         self._wire_runs()
 
@@ -177,15 +188,20 @@ class Simulation:
                 raise SimulationInputError(f"policy {self.policy.name}: still running after {t / 86400:.0f} "
                                            "simulated days; do some runs never progress?")
             self.now = t
-            tick = False
+            tick = check = False
+            only_checks = True  # the batch is replacement looks alone
             while heap and heap[0][0] == t:
                 _, kind, _, obj = heapq.heappop(heap)
+                only_checks = only_checks and kind == _Ev.TICK
                 if kind == _Ev.END:
                     run, attempt = obj  # type: ignore[misc]
                     if run.attempt == attempt and run.node is not None:
                         self._complete(run, t)
                 elif kind == _Ev.TICK:
+                    only_checks = only_checks and t not in self.ticks
                     tick = tick or self._tick_due(t)
+                    check = check or t in self.checks
+                    self.checks.discard(t)
                 elif kind == _Ev.BILL:
                     self._bill(obj, t)  # type: ignore[arg-type]
                 elif kind == _Ev.UP:
@@ -195,14 +211,18 @@ class Simulation:
                         self._drain(obj, t)  # type: ignore[arg-type]
                 else:
                     self._arrive(obj)  # type: ignore[arg-type]
-            self._after_batch(t, tick)
+            if only_checks and check:
+                if not self._replace(t):
+                    continue  # a look that started nothing changed nothing (nor asks for other ticks)
+                check = False
+            self._after_batch(t, tick, check)
             if self.remaining == 0 and not self.nodes:
                 break
         if self.remaining:
             raise SimulationInputError(f"policy {self.policy.name}: {self.remaining} run(s) never ran")
         return self.result
 
-    def _after_batch(self, t: float, tick: bool) -> None:
+    def _after_batch(self, t: float, tick: bool, check: bool = False) -> None:
         if self.original:
             if self.dirty_placement:
                 self._original_step(t)
@@ -210,11 +230,23 @@ class Simulation:
             if tick:
                 self._stop_idle(t)
                 self.dirty_placement = True  # as the controller's tick does
+            if tick or check:
+                self._replace(t)
             if self.dirty_placement:
                 self._juqueue_step(t, tick)
             self._schedule_ticks(t)
         self.changed = False
         self._sample(t)
+
+    def _replace(self, t: float) -> bool:
+        """Controller._tick's replacements.start_due (after the idle stops): True if any started."""
+        if self.replacing is None:
+            return False
+        started = self.replacing.start_due(t)
+        for node in started:
+            self.dirty_placement = True
+            self._tick_at(node.protected_until)  # type: ignore[arg-type]  # consolidation counts it from then on
+        return bool(started)
 
     # ---------------------------------------------------------------- events
     def _arrive(self, run: RunState) -> None:
@@ -245,12 +277,18 @@ class Simulation:
             return
         self._set_state(node, NodeState.UP)
         node.up_at = self.last_up_at = node.idle_since = t
-        self.empty_up[node.name] = node
+        if not node.reserved:  # a replacement holds slots for the runs it is for
+            self.empty_up[node.name] = node
         self._update_open(node)
+        if self.replacing is not None:
+            opens = self.replacing.node_up(node)
+            if opens is not None:
+                self._check_at(max(opens, t))
         self.dirty_placement = self.changed = True
 
     def _complete(self, run: RunState, t: float) -> None:
         self._off_node(run, t)
+        self._release_reservation(run)  # a replacement's slot it no longer needs
         self.remaining -= 1
         self.result.makespan_s = max(self.result.makespan_s, t)
         times = self.completed.setdefault(run.spec.experiment, [])
@@ -267,6 +305,7 @@ class Simulation:
         """The wall-time warning: the node's runs are interrupted (queued again), the node ends."""
         for run in list(node.runs.values()):
             self._interrupt(run, t)
+            run.wall_interrupted_at = t
             self.result.wall_time_interruptions += 1
         self._end_node(node, t)
 
@@ -278,6 +317,9 @@ class Simulation:
         run.attempt += 1
         run.started_at = t
         run.overhead = self.c.restart_cost_s if run.restarted else 0.0
+        if run.wall_interrupted_at is not None:
+            self.result.note_wall_time_gap(t - run.wall_interrupted_at)
+            run.wall_interrupted_at = None
         node.runs[run.gid] = run
         node.used.update(slots)
         node.version += 1
@@ -332,7 +374,8 @@ class Simulation:
             self.counts[state] += 1
         node.version += 1
 
-    def _start_node(self, t: float) -> None:
+    def start_node(self, t: float) -> SimNode:
+        """Fleet.start_node: submitted now, pending for its queue wait."""
         self.node_seq += 1
         latency = self._latency()
         node = SimNode(f"n{self.node_seq:06d}", t, latency)
@@ -341,6 +384,7 @@ class Simulation:
         self.result.node_starts += 1
         self._push(t + latency.queue_s, _Ev.BILL, node)
         self.changed = True
+        return node
 
     def _latency(self) -> NodeLatency:
         if self.latencies is not None:
@@ -362,6 +406,8 @@ class Simulation:
         self.empty_up.pop(node.name, None)
         for run in [r for r in self.moving.values() if r.move_to is node]:
             self._release_reservation(run)
+        if self.replacing is not None:
+            self.replacing.node_gone(node)
         self.changed = self.dirty_placement = True
 
     def _update_open(self, node: SimNode) -> None:
@@ -375,6 +421,11 @@ class Simulation:
         counts = self.counts
         return counts[NodeState.PENDING] + counts[NodeState.BOOTING] + counts[NodeState.UP]
 
+    def _counted(self, t: float) -> int:
+        """Accepting nodes consolidation counts against the target: protected replacements are not."""
+        accepting = self._accepting()
+        return accepting - self.replacing.protected_count(t) if self.replacing is not None else accepting
+
     # ---------------------------------------------------------------- the controller's batch
     def _target(self) -> int:
         c = self.c
@@ -385,7 +436,7 @@ class Simulation:
         """Controller._place_and_scale: surplus, placement, scale-out, consolidation."""
         self.dirty_placement = False
         target = self._target()
-        if self._accepting() <= target:
+        if self._counted(t) <= target:
             self._no_surplus(t, target)
         elif tick and len(self.ready):
             self._adopt(self._plan(t, target))  # placement and scale-out get the surplus of now
@@ -396,7 +447,7 @@ class Simulation:
     def _act(self, t: float, tick: bool) -> None:
         """Consolidator.act: releases at once, moves on ticks once the plan held since the previous one."""
         target = self._target()
-        if self._accepting() <= target:
+        if self._counted(t) <= target:
             self._no_surplus(t, target)
             if tick:
                 self.proposal = None
@@ -445,16 +496,22 @@ class Simulation:
             run, dest = self.runs[move.run], self.nodes[move.to]
             run.moved_at = t
             self._interrupt(run, t)
-            run.move_to = dest
-            dest.reserved += move.slots
-            dest.version += 1
-            self.moving[run.gid] = run
-            self._update_open(dest)
-            self.empty_up.pop(dest.name, None)
+            self.reserve(run, dest)
             self.result.moves += 1
         self.result.nodes_emptied += 1
         self._end_node(source, t)
         self._place(t)
+
+    def reserve(self, run: RunState, dest: SimNode) -> None:
+        """ControllerState.reserve: the run's next attempt gets its slots on `dest` (a move's
+        destination, or a replacement), no other run does; a former reservation is dropped."""
+        self._release_reservation(run)
+        run.move_to = dest
+        dest.reserved += run.slots
+        dest.version += 1
+        self.moving[run.gid] = run
+        self._update_open(dest)
+        self.empty_up.pop(dest.name, None)
 
     def _release_reservation(self, run: RunState) -> None:
         dest = run.move_to
@@ -497,21 +554,21 @@ class Simulation:
         demands = [RunDemand(r.gid, r.slots) for r in head if r.gid not in self.moving]
         if not demands:
             return
-        nodes = self._slot_nodes(t) if multi else [
+        nodes = self.slot_nodes(t) if multi else [
             NodeSlots(n.name, name, num_slots, frozenset(n.used), time_left_s=None if n.limit_at is None else n.limit_at - t,
                       surplus=n.name in self.surplus) for n in self.open.values()]
-        reserved = self._reserved()
+        reserved = self.reserved_slots()
         for p in plan_slots({name: demands}, nodes, self.min_time_left_s, reserved).placements:
             self._start(self.runs[p.run], self.nodes[p.node], p.slots, t)
 
-    def _reserved(self) -> dict[str, int]:
+    def reserved_slots(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for run in self.moving.values():
             if run.move_to is not None:
                 out[run.move_to.name] = out.get(run.move_to.name, 0) + run.slots
         return out
 
-    def _slot_nodes(self, t: float) -> list[NodeSlots]:
+    def slot_nodes(self, t: float) -> list[NodeSlots]:
         """ControllerState.slot_nodes: pending, booting and up nodes."""
         return [NodeSlots(n.name, self.c.name, self.c.num_slots, frozenset(n.used), accepting=n.state is NodeState.UP,
                           starting=n.state is not NodeState.UP,
@@ -528,17 +585,18 @@ class Simulation:
                            if (n := self.nodes.get(name)) is not None and n.state is NodeState.UP)
         unfit = 0
         if self.ready.slots > len(self.ready):  # ControllerState.unfit_nodes: k-slot runs that fit no node whole
-            unfit = nodes_for_unplaced([RunDemand(r.gid, r.slots) for r in self.ready], self._slot_nodes(t), c.num_slots,
-                                       self._reserved())
+            unfit = nodes_for_unplaced([RunDemand(r.gid, r.slots) for r in self.ready], self.slot_nodes(t), c.num_slots,
+                                       self.reserved_slots())
         load = ClusterLoad(ready_queued=self.ready.slots, num_slots=c.num_slots, max_jobs=c.max_jobs,
                            free_slots_accepting=starting * c.num_slots, live_nodes=len(self.nodes),
                            accepting_nodes=self._accepting(), surplus_free_slots=surplus_free, unfit_nodes=unfit)
         for _ in range(nodes_to_start(load, target=target)):
-            self._start_node(t)
+            self.start_node(t)
 
     def _stop_idle(self, t: float) -> None:
         """Fleet.stop_idle_nodes (every policy of JuQueue's; the tick calls it)."""
-        idle = {n.name: n.idle_since for n in self.empty_up.values() if n.idle_since is not None}
+        idle = {n.name: n.idle_since for n in self.empty_up.values()
+                if n.idle_since is not None and not protected(n.protected_until, t)}
         if idle:
             for name in idle_nodes_to_stop(idle, t, self.c.idle_timeout_s, ready_waiting=len(self.ready),  # type: ignore[arg-type]
                                            accepting=set(idle)):
@@ -550,7 +608,7 @@ class Simulation:
         if self.completed_changed:
             self.snapshots.note_medians({e: expected_duration(None, times) for e, times in self.completed.items()})
             self.completed_changed = False
-        cluster = ClusterSnapshot(self.c.name, self.settings, target, self.snapshots.nodes(self.nodes.values()),
+        cluster = ClusterSnapshot(self.c.name, self.settings, target, self.snapshots.nodes(self.nodes.values(), t),
                                   self.surplus_since, None)
         return plan_consolidation(Snapshot((cluster,)), t).clusters[0]
 
@@ -571,9 +629,17 @@ class Simulation:
         at = math.ceil(at / grid - 1e-9) * grid
         if recheck:
             self.recheck_at = at
-        if at not in self.ticks:
+        if at not in self.ticks and at not in self.checks:
             self._push(at, _Ev.TICK, None)
         self.ticks[at] = self.ticks.get(at, True) and recheck  # True: only a re-check asked for it
+
+    def _check_at(self, at: float) -> None:
+        """A tick for the replacement decision alone (the rest of the tick decides nothing then)."""
+        grid = self.c.tick_s
+        at = math.ceil(at / grid - 1e-9) * grid
+        if at not in self.ticks and at not in self.checks:
+            self._push(at, _Ev.TICK, None)
+        self.checks.add(at)
 
     def _tick_due(self, t: float) -> bool:
         """A tick asked for at t, unless only by a re-check that a later plan put off."""
@@ -586,11 +652,15 @@ class Simulation:
         if self.proposal is not None:
             self._tick_at(next_grid)  # the re-check
         if self.changed:
-            if self._accepting() > self._target():
+            if self._counted(t) > self._target():
                 self._tick_at(max(next_grid, self.too_soon_until))
+            if self.replacing is not None and self.replacing.waiting():
+                self._check_at(next_grid)
         if self.empty_up:
-            due = min(n.idle_since for n in self.empty_up.values() if n.idle_since is not None)
-            self._tick_at(max(next_grid, due + self.c.idle_timeout_s))
+            timeout = self.c.idle_timeout_s
+            due = min(max(n.idle_since + timeout, n.protected_until or -math.inf)  # type: ignore[operator]
+                      for n in self.empty_up.values() if n.idle_since is not None)
+            self._tick_at(max(next_grid, due))
 
     # ---------------------------------------------------------------- the original (0.0.15)
     def _original_step(self, t: float) -> None:

@@ -37,6 +37,7 @@ class SimulateOptions:
     checkpoint_interval: str | None = None
     consolidate_after: str | None = None
     tick: str | None = None
+    replacement_lead: str | None = None
     seed: str | None = None
     policies: tuple[str, ...] = ()
 
@@ -96,7 +97,8 @@ def resolve(o: SimulateOptions) -> Inputs:
     conditions = conditions_from_spec(
         spec, wall, queue_wait=queue_wait, restart_cost_s=_seconds("--restart-cost", o.restart_cost),
         checkpoint_interval_s=_seconds("--checkpoint-interval", o.checkpoint_interval),
-        consolidate_after_s=_seconds("--consolidate-after", o.consolidate_after), tick_s=_tick(o.tick))
+        consolidate_after_s=_seconds("--consolidate-after", o.consolidate_after), tick_s=_tick(o.tick),
+        replacement_lead_s=_seconds("--replacement-lead", o.replacement_lead))
     return Inputs(workload, conditions, _policies(conditions, o.policies), seed)
 
 

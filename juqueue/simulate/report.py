@@ -13,7 +13,8 @@ def efficiency(lower_bound_s: float, result: PolicyResult) -> float:
 
 def report_json(workload: Workload, conditions: Conditions, results: list[PolicyResult], seed: int) -> dict:
     """`{"lower_bound_node_hours": ..., "policies": [{"name", "node_hours", "efficiency",
-    "makespan_s", "moves", "lost_hours", ...}], ...}`; hours are node-hours (lost: slot-hours)."""
+    "makespan_s", "moves", "lost_hours", ...}], ...}`; hours are node-hours (lost: slot-hours).
+    `wall_time_gap_*_s`: from a wall-time drain to the run's next attempt (null: no run was drained)."""
     lower = workload.work_s / conditions.num_slots
     return {
         "lower_bound_node_hours": round(lower / 3600, 4),
@@ -21,7 +22,9 @@ def report_json(workload: Workload, conditions: Conditions, results: list[Policy
             {"name": r.name, "node_hours": round(r.node_seconds / 3600, 4), "efficiency": round(efficiency(lower, r), 4),
              "makespan_s": round(r.makespan_s, 3), "moves": r.moves, "lost_hours": round(r.lost_seconds / 3600, 4),
              "max_nodes": r.max_nodes, "node_starts": r.node_starts, "nodes_emptied": r.nodes_emptied,
-             "wall_time_interruptions": r.wall_time_interruptions,
+             "wall_time_interruptions": r.wall_time_interruptions, "replacements": r.replacements,
+             "wall_time_gap_mean_s": _rounded(r.wall_time_gap_mean_s),
+             "wall_time_gap_max_s": _rounded(r.wall_time_gap_max_s if r.wall_time_gaps else None),
              "busy_slot_hours": round(r.busy_slot_seconds / 3600, 4)}
             for r in results
         ],
@@ -30,22 +33,37 @@ def report_json(workload: Workload, conditions: Conditions, results: list[Policy
         "cluster": conditions.name,
         "num_slots": conditions.num_slots,
         "max_jobs": conditions.max_jobs,
+        "wall_time_s": conditions.wall_time_s,
+        "replacement_lead_s": conditions.replacement_lead_s,
         "seed": seed,
         "note": workload.note or None,
     }
 
 
 def report_table(workload: Workload, conditions: Conditions, results: list[PolicyResult]) -> str:
+    """One line per policy; with wall time also its replacements and the wall-time gap (mean/max s)."""
     lower = workload.work_s / conditions.num_slots
+    wall = conditions.wall_time_s is not None
     head = f"{'policy':<28} {'node-hours':>11} {'efficiency':>10} {'makespan':>10} {'moves':>6} {'lost h':>8} {'max nodes':>9}"
-    lines = [head]
+    lines = [head + (f" {'replacements':>12} {'wall gap s':>13}" if wall else "")]
     digits = 2 if lower >= 36000 else 4  # a sweep of seconds still shows figures
     for r in results:
-        lines.append(f"{r.name:<28} {r.node_seconds / 3600:>11.{digits}f} {efficiency(lower, r):>10.3f} "
-                     f"{_clock(r.makespan_s):>10} {r.moves:>6} {r.lost_seconds / 3600:>8.{digits}f} {r.max_nodes:>9}")
+        line = (f"{r.name:<28} {r.node_seconds / 3600:>11.{digits}f} {efficiency(lower, r):>10.3f} "
+                f"{_clock(r.makespan_s):>10} {r.moves:>6} {r.lost_seconds / 3600:>8.{digits}f} {r.max_nodes:>9}")
+        lines.append(line + (f" {r.replacements:>12} {_gap(r):>13}" if wall else ""))
     lines.append(f"lower bound: {lower / 3600:.{digits}f} node-hours ({workload.work_s / 3600:.{digits}f} run-hours of "
                  f"{len(workload.runs)} runs / {conditions.num_slots} slots per node)")
     return "\n".join(lines)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _gap(r: PolicyResult) -> str:
+    """mean/max seconds from a wall-time drain to the run's next start; - when none was drained."""
+    mean = r.wall_time_gap_mean_s
+    return "-" if mean is None else f"{mean:.0f}/{r.wall_time_gap_max_s:.0f}"
 
 
 def _clock(seconds: float) -> str:

@@ -1,8 +1,9 @@
 """The consolidation snapshot the simulator hands to plan_consolidation: Consolidator.snapshot's
 nodes, built from the simulation's state. At 1,000 nodes building it costs about half as much as
 the plan itself, so a NodeSnapshot or RunOnNode is rebuilt only when its node, its attempt or its
-expected duration (its experiment's median of completed runs) changed, and both are built
-without their dataclass __init__ (see `_fast_constructors`)."""
+expected duration (its experiment's median of completed runs) or its protection (a replacement
+before its predecessor's warning + grace, policy.replacement.protected) changed, and both are
+built without their dataclass __init__ (see `_fast_constructors`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from juqueue.policy.consolidation_model import NodePhase, NodeSnapshot, RunOnNode
+from juqueue.policy.replacement import protected
 from juqueue.simulate.state import SimNode
 from juqueue.simulate.workload import Conditions
 
@@ -20,7 +22,7 @@ def _fast_constructors() -> tuple:
     the same objects (equal, same hash), made ~5x faster. Used only while the classes have exactly
     these fields, no __slots__ and no __post_init__; otherwise the classes themselves."""
     ron_fields = ("gid", "attempt_started_at", "slots", "movable", "moved_at", "expected_duration_s")
-    node_fields = ("name", "slots_total", "state", "started_at", "time_limit_at", "runs", "reserved_slots")
+    node_fields = ("name", "slots_total", "state", "started_at", "time_limit_at", "runs", "reserved_slots", "protected")
     plain = all(tuple(f.name for f in dataclasses.fields(cls)) == names and "__slots__" not in vars(cls)
                 and not hasattr(cls, "__post_init__") for cls, names in ((RunOnNode, ron_fields), (NodeSnapshot, node_fields)))
     if not plain:
@@ -34,11 +36,11 @@ def _fast_constructors() -> tuple:
         d["moved_at"], d["expected_duration_s"] = moved_at, expected
         return obj
 
-    def node_snapshot(name, slots_total, state, started_at, time_limit_at, runs, reserved):  # type: ignore[no-untyped-def]
+    def node_snapshot(name, slots_total, state, started_at, time_limit_at, runs, reserved, protected):  # type: ignore[no-untyped-def]
         obj = new(NodeSnapshot)
         d = obj.__dict__
         d["name"], d["slots_total"], d["state"], d["started_at"] = name, slots_total, state, started_at
-        d["time_limit_at"], d["runs"], d["reserved_slots"] = time_limit_at, runs, reserved
+        d["time_limit_at"], d["runs"], d["reserved_slots"], d["protected"] = time_limit_at, runs, reserved, protected
         return obj
 
     return run_on_node, node_snapshot
@@ -58,12 +60,14 @@ class SnapshotBuilder:
         if medians != self.medians:
             self.medians, self.epoch = medians, self.epoch + 1
 
-    def nodes(self, nodes: Iterable[SimNode]) -> tuple[NodeSnapshot, ...]:
+    def nodes(self, nodes: Iterable[SimNode], now: float) -> tuple[NodeSnapshot, ...]:
         medians, epoch = self.medians, self.epoch
         out = []
         for node in nodes:
             snap = node.snap
-            if snap is None or node.snap_version != node.version or (node.snap_epoch != epoch and node.runs):
+            guarded = node.protected_until is not None and protected(node.protected_until, now)
+            if snap is None or node.snap_version != node.version or (node.snap_epoch != epoch and node.runs) \
+                    or snap.protected != guarded:
                 rons = []
                 for gid in sorted(node.runs):  # the controller's order
                     run = node.runs[gid]
@@ -75,15 +79,16 @@ class SnapshotBuilder:
                         run.ron_attempt = run.attempt
                     rons.append(ron)
                 runs = tuple(rons)
-                if snap is None or node.snap_version != node.version or snap.runs != runs:
-                    snap = node.snap = self._node_snapshot(node, runs)
+                if snap is None or node.snap_version != node.version or snap.runs != runs or snap.protected != guarded:
+                    snap = node.snap = self._node_snapshot(node, runs, guarded)
                 node.snap_version = node.version
             node.snap_epoch = epoch
             out.append(snap)
         return tuple(out)
 
-    def _node_snapshot(self, node: SimNode, runs: tuple[RunOnNode, ...]) -> NodeSnapshot:
+    def _node_snapshot(self, node: SimNode, runs: tuple[RunOnNode, ...], guarded: bool) -> NodeSnapshot:
         warning = node.warning_at
         if warning is None and self.c.wall_time_s is not None:  # pending: its limit as known at submission
             warning = node.submitted_at + self.c.wall_time_s - self.c.signal_lead_s
-        return make_node_snapshot(node.name, self.c.num_slots, NodePhase.ACCEPTING, node.up_at, warning, runs, node.reserved)
+        return make_node_snapshot(node.name, self.c.num_slots, NodePhase.ACCEPTING, node.up_at, warning, runs, node.reserved,
+                                  guarded)

@@ -50,7 +50,21 @@ class PolicyResult:
     max_nodes: int = 0  # nodes billing at once
     node_starts: int = 0  # submitted nodes (some may be cancelled before they start)
     evaluations: int = 0  # consolidation plans built (plan_consolidation calls)
+    replacements: int = 0  # nodes started ahead of a node's wall-time warning (policy.replacement)
+    wall_time_gaps: int = 0  # wall-time-interrupted attempts whose run started again
+    wall_time_gap_total_s: float = 0.0  # their time from the interruption to the next attempt's start
+    wall_time_gap_max_s: float = 0.0
     series: list[tuple[float, int, int]] = field(default_factory=list)  # (t, nodes billing, slots busy), on change
+
+    @property
+    def wall_time_gap_mean_s(self) -> float | None:
+        """How long a run drained at a wall-time warning waited for its next attempt; None: none was."""
+        return self.wall_time_gap_total_s / self.wall_time_gaps if self.wall_time_gaps else None
+
+    def note_wall_time_gap(self, gap_s: float) -> None:
+        self.wall_time_gaps += 1
+        self.wall_time_gap_total_s += gap_s
+        self.wall_time_gap_max_s = max(self.wall_time_gap_max_s, gap_s)
 
 
 class NodeState(IntEnum):
@@ -62,7 +76,8 @@ class NodeState(IntEnum):
 
 class SimNode:
     __slots__ = ("name", "state", "submitted_at", "latency", "bill_from", "up_at", "limit_at", "warning_at", "runs",
-                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "snap_epoch")
+                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "snap_epoch", "replaces",
+                 "protected_until")
 
     def __init__(self, name: str, now: float, latency: NodeLatency) -> None:
         self.name = name
@@ -81,13 +96,15 @@ class SimNode:
         self.snap: NodeSnapshot | None = None  # its last NodeSnapshot, reused while unchanged
         self.snap_version = -1
         self.snap_epoch = -1
+        self.replaces: str | None = None  # the node whose wall-time warning it was started for
+        self.protected_until: float | None = None  # neither surplus nor idle before (policy.replacement.protected)
 
 
 class RunState:
     __slots__ = ("spec", "gid", "slots", "slot_indices", "queued", "queue_token", "node", "attempt", "started_at",
                  "overhead", "saved",
                  "restarted", "moved_at", "move_to", "unmet", "dependents", "arrived", "own_expected", "ron",
-                 "ron_attempt")
+                 "ron_attempt", "wall_interrupted_at")
 
     def __init__(self, spec: SimRun) -> None:
         self.spec = spec
@@ -110,6 +127,7 @@ class RunState:
         self.own_expected = None if spec.expected_s is None else expected_duration(spec.expected_s, ())
         self.ron: RunOnNode | None = None  # its last RunOnNode, reused while unchanged
         self.ron_attempt = -1
+        self.wall_interrupted_at: float | None = None  # its last attempt was drained at a wall-time warning then
 
 
 class ReadyQueue:

@@ -76,7 +76,8 @@ class Conditions:
     Wall time: a node drains `signal_lead_s` before its limit (the controller's wall-time
     warning), its runs are interrupted there. A restarted attempt spends `restart_cost_s`
     before it makes progress. Checkpoints: None, an interrupted attempt keeps nothing; 0, it
-    keeps all its progress; S > 0, progress is saved every S seconds of it."""
+    keeps all its progress; S > 0, progress is saved every S seconds of it. Replacements (wall
+    time without a gap, policy.replacement): `replacement_lead_s` before a node's warning; 0: never."""
 
     num_slots: int
     max_jobs: int
@@ -92,6 +93,7 @@ class Conditions:
     restart_cost_s: float = 0.0
     checkpoint_interval_s: float | None = None
     tick_s: float = 2.0
+    replacement_lead_s: float = 600.0
     name: str = "sim"
 
     def __post_init__(self) -> None:
@@ -101,7 +103,8 @@ class Conditions:
             raise SimulationInputError(f"--max-jobs {self.max_jobs}: expected at least 1")
         for flag, value in (("--wall-time", self.wall_time_s), ("--restart-cost", self.restart_cost_s),
                             ("--checkpoint-interval", self.checkpoint_interval_s),
-                            ("--consolidate-after", self.consolidate_after_s)):
+                            ("--consolidate-after", self.consolidate_after_s),
+                            ("--replacement-lead", self.replacement_lead_s)):
             if value is not None and not value >= 0:
                 raise SimulationInputError(f"{flag} {value!r}: expected seconds >= 0")
         if not self.tick_s > 0:
@@ -119,6 +122,7 @@ def conditions_from_spec(spec: ClusterSpec, wall_time_s: float | None, **overrid
         num_slots=spec.num_slots, max_jobs=spec.max_jobs, scaling_policy=spec.scaling_policy,
         min_saturation=spec.min_saturation, idle_timeout_s=spec.idle_timeout, grace_period_s=spec.grace_period,
         consolidate_after_s=spec.consolidate_after, move_cooldown_s=spec.move_cooldown, wall_time_s=wall_time_s,
+        replacement_lead_s=spec.replacement_lead,
         signal_lead_s=float(spec.signal_lead) if spec.type == "slurm" and wall_time_s is not None else 0.0,
         name=spec.name,
     )

@@ -113,6 +113,98 @@ def test_original_kills_the_least_occupied_node_at_once():
     assert r.moves == 1 and r.makespan_s > 1000.0  # no checkpoints: the killed run starts over
 
 
+# ---------------------------------------------------------------------- wall time without a gap
+class _Watched(Simulation):
+    """Asserts max_jobs at every node start and records when each node ends and its warning."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.ended: dict[str, tuple[float, float | None, str | None, float | None]] = {}
+
+    def start_node(self, t):
+        node = super().start_node(t)
+        assert len(self.nodes) <= self.c.max_jobs, (t, list(self.nodes))
+        return node
+
+    def _end_node(self, node, t):
+        self.ended[node.name] = (t, node.warning_at, node.replaces, node.protected_until)
+        super()._end_node(node, t)
+
+    def check_replacements_outlive_their_predecessors(self) -> None:
+        for name, (ended, _, replaces, until) in self.ended.items():
+            if replaces is not None:
+                warning = self.ended[replaces][1]
+                assert until == warning + self.c.grace_period_s and ended >= until, (name, ended, replaces, warning)
+
+
+def _walled(lead: float, max_jobs: int = 4, **kw) -> Conditions:
+    """4-slot nodes living 3600 - 120 s after a fixed 300 s queue wait (warning at 3780 s for the first ones)."""
+    return Conditions(num_slots=4, max_jobs=max_jobs, wall_time_s=3600, signal_lead_s=120, checkpoint_interval_s=600,
+                      queue_wait=parse_distribution("fixed:300", "q", ("fixed",)), replacement_lead_s=lead, **kw)
+
+
+def _watched(workload: Workload, conditions: Conditions, policy: PolicyVariant):
+    sim = _Watched(workload, conditions, policy, check_fast_path=True, record_series=True)
+    result = sim.run()
+    sim.check_replacements_outlive_their_predecessors()
+    return sim, result
+
+
+@pytest.mark.parametrize("policy", [AGGRESSIVE, IDLE], ids=lambda p: p.name)
+def test_replacement_closes_the_wall_time_gap(policy):
+    """6 runs of 5000 s (unknown to the policy) on 2 nodes that drain at 3780 s. Lead 600: at 3180 s
+    each node gets a replacement (up at 3480 s, slots reserved); the drained runs start on it at
+    3780 s: no gap. Lead 0: they wait for new nodes' 300 s queue wait."""
+    w = _runs(*[5000] * 6)
+    sim, gapless = _watched(w, _walled(600), policy)
+    _, gapped = _watched(w, _walled(0), policy)
+    assert gapless.replacements == 2 and gapless.wall_time_interruptions == gapped.wall_time_interruptions == 6
+    assert gapless.wall_time_gaps == 6 and gapless.wall_time_gap_max_s <= 2 * sim.c.tick_s
+    assert gapped.replacements == 0 and gapped.wall_time_gap_mean_s >= 300.0 and gapped.wall_time_gap_max_s >= 300.0
+    assert gapless.makespan_s <= gapped.makespan_s - 300.0
+    # the price: each replacement bills from when it is up (3480 s) while the node it replaces still runs
+    assert gapless.node_seconds == pytest.approx(gapped.node_seconds + 2 * 300.0, abs=2 * 2 * sim.c.tick_s)
+    replacements = [(name, until) for name, (_, _, replaces, until) in sim.ended.items() if replaces]
+    assert len(replacements) == 2 and all(until == 3780.0 + 30.0 for _, until in replacements)
+
+
+def test_replacements_never_exceed_max_jobs():
+    """The same 6 runs with max_jobs 3: room for one replacement only (the earlier-named node's
+    4 runs); the other node's 2 runs wait for a node started after the drain (300 s)."""
+    sim, r = _watched(_runs(*[5000] * 6), _walled(600, max_jobs=3), AGGRESSIVE)
+    assert r.replacements == 1 and r.max_nodes <= 3
+    assert r.wall_time_gap_max_s >= 300.0 and r.wall_time_gap_mean_s == pytest.approx(2 * r.wall_time_gap_max_s / 6)
+    _, full = _watched(_runs(*[5000] * 8), _walled(600, max_jobs=2), AGGRESSIVE)
+    assert full.replacements == 0  # every node is live already
+
+
+@pytest.mark.parametrize("policy", [AGGRESSIVE, IDLE], ids=lambda p: p.name)
+def test_a_replacement_is_kept_until_its_predecessors_warning_and_grace(policy):
+    """A run of 3300 s (unknown to the policy) outlives nothing in fact: it ends at 3600 s, before
+    the warning (3780 s), but the replacement started at 3180 s is up and empty by then. It is
+    neither released (surplus) nor timed out as idle before 3780 + 30 s; then it goes at once."""
+    sim, r = _watched(_runs(3300), _walled(600, idle_timeout_s=5), policy)
+    assert r.replacements == 1 and r.wall_time_interruptions == 0 and r.makespan_s == 3600.0
+    (ended,) = [end for end, _, replaces, _ in sim.ended.values() if replaces]
+    assert ended == 3810.0
+
+
+def test_replacement_lead_on_the_command_line():
+    args = ["simulate", "--runs", "6", "--duration-dist", "fixed:5000", "--num-slots", "4", "--max-jobs", "4",
+            "--wall-time", "3600", "--queue-wait-dist", "fixed:300", "--checkpoint-interval", "600", "--json",
+            "--policy", "aggressive", "--policy", "original"]
+    on = json.loads(runner.invoke(app, args).stdout)
+    off = json.loads(runner.invoke(app, [*args, "--replacement-lead", "0"]).stdout)
+    assert on["replacement_lead_s"] == 600.0 and off["replacement_lead_s"] == 0.0 and on["wall_time_s"] == 3600.0
+    by_name = {p["name"]: p for p in on["policies"]}
+    assert by_name["aggressive"]["replacements"] == 2 and by_name["aggressive"]["wall_time_gap_max_s"] == 0.0
+    assert by_name["original"]["replacements"] == 0 and by_name["original"]["wall_time_gap_mean_s"] >= 300.0
+    assert [p["replacements"] for p in off["policies"]] == [0, 0]
+    assert all(p["wall_time_gap_mean_s"] >= 300.0 for p in off["policies"])
+    table = runner.invoke(app, args[:-5]).stdout
+    assert "replacements" in table and "wall gap s" in table
+
+
 # ---------------------------------------------------------------------- policies compared
 def _tail_heavy(seed: int) -> tuple[Workload, Conditions]:
     w = generated_workload(300, parse_distribution("lognormal:median=600,sigma=1.5", "d", ("lognormal",)), seed)
@@ -147,8 +239,10 @@ def test_fast_snapshot_objects_equal_the_models():
     fast = make_run_on_node("e@a", 5.0, 2, False, 1.0, 60.0)
     slow = RunOnNode("e@a", 5.0, slots=2, movable=False, moved_at=1.0, expected_duration_s=60.0)
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
-    node = make_node_snapshot("n1", 4, NodePhase.ACCEPTING, 3.0, 99.0, (fast,), 1)
-    assert node == NodeSnapshot("n1", 4, NodePhase.ACCEPTING, started_at=3.0, time_limit_at=99.0, runs=(slow,), reserved_slots=1)
+    assert make_node_snapshot is not NodeSnapshot and make_run_on_node is not RunOnNode  # the fast ones are in use
+    node = make_node_snapshot("n1", 4, NodePhase.ACCEPTING, 3.0, 99.0, (fast,), 1, True)
+    assert node == NodeSnapshot("n1", 4, NodePhase.ACCEPTING, started_at=3.0, time_limit_at=99.0, runs=(slow,), reserved_slots=1,
+                                protected=True)
     assert node.free_slots == 1 and not node.pending and not node.is_empty
 
 
@@ -198,6 +292,8 @@ def test_bad_cli_input_is_one_line_and_exit_2(tmp_path: Path):
         (["--runs", "3", "--duration-dist", "fixed:5", "--num-slots", "x", "--max-jobs", "1"], "--num-slots 'x'"),
         (["--num-slots", "2", "--max-jobs", "1"], "no workload"),
         (["--runs", "3", "--duration-dist", "fixed:5", "--num-slots", "2", "--max-jobs", "1", "--policy", "lazy"], "--policy 'lazy'"),
+        (["--runs", "3", "--duration-dist", "fixed:5", "--num-slots", "2", "--max-jobs", "1", "--replacement-lead", "soon"],
+         "--replacement-lead 'soon'"),
     ]
     for args, expected in cases:
         result = runner.invoke(app, ["simulate", *args])
@@ -233,10 +329,13 @@ def test_json_shape_and_table():
     assert [p["name"] for p in data["policies"]] == ["idle", "original", "aggressive", "aggressive+minimize_jobs",
                                                      "aggressive+min_saturation"]
     for p in data["policies"]:
-        assert {"name", "node_hours", "efficiency", "makespan_s", "moves", "lost_hours"} <= set(p)
+        assert {"name", "node_hours", "efficiency", "makespan_s", "moves", "lost_hours", "replacements",
+                "wall_time_gap_mean_s", "wall_time_gap_max_s"} <= set(p)
+        assert p["wall_time_gap_mean_s"] is None and p["replacements"] == 0  # no wall time
         assert 0 < p["efficiency"] <= 1.0 and p["node_hours"] >= data["lower_bound_node_hours"]
     table = runner.invoke(app, args)
     assert table.exit_code == 0 and "lower bound" in table.stdout and "aggressive+minimize_jobs" in table.stdout
+    assert "wall gap" not in table.stdout  # no wall time, no wall-time columns
     one = json.loads(runner.invoke(app, [*args, "--json", "--policy", "idle"]).stdout)
     assert [p["name"] for p in one["policies"]] == ["idle"]
 
