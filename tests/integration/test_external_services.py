@@ -7,7 +7,6 @@ work dir and this test removes only its own. PostgreSQL gets a database of its o
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 
 import pytest
@@ -16,7 +15,6 @@ from helpers import REPO, Server
 from juqueue.paths import WorkDir
 
 SHARED_REDIS = os.environ.get("JUQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _reachable_redis() -> None:
@@ -31,22 +29,8 @@ def _reachable_redis() -> None:
 
 
 @pytest.fixture
-def postgres_url():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN}: {exc}")
-    name = f"juqueue_test_{secrets.token_hex(4)}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+def postgres_url(postgres_databases):
+    return postgres_databases.new("juqueue_test")
 
 
 def test_examples_run_with_the_shared_redis_and_postgresql(workspace, postgres_url):

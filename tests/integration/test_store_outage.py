@@ -19,8 +19,6 @@ gives, decided by exactly one attempt, and nothing is left assigned or running.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -36,7 +34,6 @@ import sqlalchemy
 from helpers import Server, write_defs
 from juqueue.paths import WorkDir
 
-POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 CLUSTER = """
 local:
@@ -169,22 +166,9 @@ def _check_outcomes(server: Server, db_url: str) -> list[dict]:
 
 # ================================================================ PostgreSQL
 @pytest.fixture
-def own_database():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN}: {exc}")
-    name = f"juqueue_outage_{secrets.token_hex(4)}"
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield admin, name, f"{POSTGRES_ADMIN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+def own_database(postgres_databases):
+    url = postgres_databases.new("juqueue_outage")
+    yield postgres_databases.admin, url.rsplit("/", 1)[1], url
 
 
 def _terminate(admin, name: str) -> int:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import secrets
 import sqlite3
 from pathlib import Path
 
@@ -33,7 +31,6 @@ V1_DUMP = FIXTURES / "store_v1.sql"
 V1_POSTGRESQL_DDL = FIXTURES / "schema_v1_postgresql.sql"
 TABLES = {"experiments": "name", "runs": "global_id", "nodes": "name", "attempts": "id", "events": "id"}  # table -> primary key
 V1_COUNTS = {"experiments": 1, "runs": 7, "nodes": 2, "attempts": 6, "events": 27}
-POSTGRES_ADMIN = os.environ.get("JUQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def load_v1(work: Path) -> Path:
@@ -241,30 +238,9 @@ def test_migrations_must_be_in_order(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- PostgreSQL
 @pytest.fixture
-def postgres_db():
+def postgres_db(postgres_databases):
     """A factory of databases of their own on the shared PostgreSQL, all dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN}: {exc}")
-    made: list[str] = []
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
-
-    def new() -> str:
-        name = f"juqueue_migr_{secrets.token_hex(4)}"
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-        made.append(name)
-        return f"{base}/{name}"
-
-    yield new
-    with admin.cursor() as cur:
-        for name in made:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    return lambda: postgres_databases.new("juqueue_migr")
 
 
 def build_v1_postgresql(url: str) -> Engine:
