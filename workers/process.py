@@ -22,6 +22,7 @@ __all__ = [
 
 
 VENV_EXIT_CODE = 127  # a venv that cannot be activated: the command could not start, as a missing binary
+_VENV_PREFIX = "juqueue: cannot activate the venv"  # the wrapper's stderr line, read back by venv_failure
 
 
 _HOME_VAR = re.compile(r"\$(?:\{HOME\}|HOME(?![A-Za-z0-9_]))")
@@ -43,12 +44,26 @@ def _venv_lines(venv: str, expanded: str) -> list[str]:
     """Activate the venv, or end with VENV_EXIT_CODE and the reason on stderr."""
     activate = os.path.join(expanded, "bin", "activate")
     q = shlex.quote(activate)
-    missing = shlex.quote(f"juqueue: cannot activate the venv {venv!r}: {activate} does not exist")
-    failed = shlex.quote(f"juqueue: cannot activate the venv {venv!r}: sourcing {activate} failed")
+    missing = shlex.quote(f"{_VENV_PREFIX} {venv!r}: {activate} does not exist")
+    failed = shlex.quote(f"{_VENV_PREFIX} {venv!r}: sourcing {activate} failed")
     return [
         f"if [ ! -f {q} ]; then echo {missing} >&2; exit {VENV_EXIT_CODE}; fi",
         f'. {q} || {{ echo {failed} "(exit code $?)" >&2; exit {VENV_EXIT_CODE}; }}',
     ]
+
+
+def venv_failure(stderr: Path) -> str | None:
+    """Why the venv could not be activated, from the attempt's stderr log (the last line the
+    wrapper wrote there), so the run's reason says it; None when the log holds no such line."""
+    try:
+        with open(stderr, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = [line for line in tail.splitlines() if line.startswith(_VENV_PREFIX)]
+    return lines[-1][len("juqueue: "):] if lines else None
 
 
 def build_argv(spec: dict, env: dict[str, str] | None = None) -> list[str]:

@@ -294,6 +294,8 @@ class NodeRuntime:
         except OSError as exc:
             # An end that cannot be recorded is not a result: the run goes again.
             interrupted, work_dir, reason = True, True, f"work dir: could not record the end: {exc}"
+        if not interrupted and exit_code == process.VENV_EXIT_CODE and spec.get("venv"):
+            reason = process.venv_failure(Path(spec["stderr"])) or ""
         event = Event(
             type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
             interrupted=interrupted, ts=ended_at, reason=reason, work_dir=work_dir,

@@ -112,6 +112,7 @@ class EventIngest:
             self.lifecycle.end_attempt(run, ev.exit_code, ev.ts, True, "node going away", ev.node)
         else:
             run.exit_pending = (ev.exit_code, ev.ts, ev.node)
+            run.exit_detail = ev.reason or None
             s.pending_exits.setdefault(ev.node, set()).add(run.gid)
 
     def _on_heartbeat(self, ev: Event, now: float) -> None:

@@ -37,6 +37,7 @@ class RunLifecycle:
             s.pending_exits.get(run.exit_pending[2], set()).discard(run.gid)
         run.exit_pending = None
         node = s.nodes.get(run.node or "")
+        said, run.exit_detail = run.exit_detail, None  # the worker's words on a non-zero exit
         if node is not None:
             node.release(run.gid)
             s.maybe_idle(node, s.now())
@@ -61,6 +62,8 @@ class RunLifecycle:
             if outcome.spends_retry:
                 run.retries_used += 1
             run.status, run.reason = outcome.status, outcome.reason if not interrupted else f"interrupted: {why}"
+            if not interrupted and exit_code != 0 and said:
+                run.reason = f"{outcome.reason}: {said}"
             if outcome.status.is_final:
                 run.exit_code, run.ended_at = exit_code, ended_at
             else:
@@ -70,6 +73,8 @@ class RunLifecycle:
                     run.reason = f"held after an interruption: {why}"
             kind = {RunStatus.QUEUED: "requeued", RunStatus.HELD: "held"}.get(run.status, run.status.value)
             detail = f"exit code {exit_code}" if not interrupted else f"interrupted: {why} (exit code {exit_code})"
+            if said and not interrupted and exit_code != 0:
+                detail += f": {said}"
             s.batch.event(run.gid, kind, run.attempt, node_name, detail, ended_at)
         run.node = None if run.status in (RunStatus.QUEUED, RunStatus.HELD) else run.node
         if run.status != RunStatus.QUEUED:

@@ -37,6 +37,7 @@ class RunState:
     stop_reason: StopReason | None = None  # recorded before the stop is sent (two-phase)
     stop_detail: str | None = None  # the words shown with it
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
+    exit_detail: str | None = None  # what the worker said of a non-zero exit (a venv that could not be activated)
     # An assigned attempt its node's heartbeats still do not list once one taken after this time
     # arrives lost its message (dropped by a worker on a broker outage, or died with Redis).
     unlisted_deadline: float | None = None

@@ -86,6 +86,9 @@ def test_venv_prepend_order_run_ids_and_paths(workspace):
         assert "juqueue: cannot activate the venv '~/venvs/missing'" in err, err
         assert f"{home}/venvs/missing/bin/activate does not exist" in err, err
         assert "the command ran" not in out_log(work, "envs", "no_venv")
+        # ... and the run's reason says why, not only its stderr log
+        assert bad["reason"] == (f"exit code 127: cannot activate the venv '~/venvs/missing': "
+                                 f"{home}/venvs/missing/bin/activate does not exist"), bad
 
         # another run's `path` names that run's directory; ExperimentDef.path the experiment's
         assert runs["reader"]["status"] == "completed", runs["reader"]

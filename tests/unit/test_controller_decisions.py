@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from controller_fakes import TICK_INTERVAL_S, Harness, run_specs
 from juqueue.definitions.models import ClusterSpec
+from juqueue.events import EXITED, Event
 from juqueue.status import NodeState, RunStatus, StopReason
 
 QUEUED, ASSIGNED, RUNNING = RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value
@@ -209,6 +210,24 @@ def test_exit_0_on_a_healthy_node_is_final_only_after_the_nodes_next_heartbeat(m
     assert (row.status, row.exit_code, row.retries_used) == (COMPLETED, 0, 0)
     assert h.store.attempts_of("exp@r0")[0].end_reason == "exited"
     assert h.event_kinds("exp@r0").count(COMPLETED) == 1
+
+
+def test_what_the_worker_says_of_a_failed_exit_is_in_the_runs_reason(make):
+    h = make([local(num_slots=1, max_jobs=1)], run_specs(1, "c"))
+    h.step()
+    (node,) = h.nodes_of("c")
+    h.heartbeat(node)
+    h.step()
+    h.started("exp@r0")
+    h.step()
+    a = h.publisher.latest("exp@r0")
+    h.push(Event(type=EXITED, node=node, ts=h.clock.time(), global_id="exp@r0", attempt=a.attempt, exit_code=127,
+                 reason="cannot activate the venv '~/v': ~/v/bin/activate does not exist"))
+    h.heartbeat(node, running=[])
+    h.step()
+    row = h.run("exp@r0")
+    assert (row.status, row.exit_code) == (FAILED, 127)
+    assert row.reason == "exit code 127: cannot activate the venv '~/v': ~/v/bin/activate does not exist"
 
 
 def test_exit_0_followed_by_a_stopping_heartbeat_is_an_interruption(make):

@@ -89,6 +89,12 @@ def test_a_venv_that_cannot_be_activated_fails_with_the_reason(tmp_path):
     out = run_wrapped({"cmd": ["sh", "-c", "echo ran"], "venv": str(broken)}, env)
     assert out.returncode == 127 and out.stdout == ""
     assert "sourcing" in out.stderr and "(exit code 3)" in out.stderr
+    # the worker reads the wrapper's line back for the run's reason
+    log = tmp_path / "attempt-1.err"
+    log.write_text("noise from a prepend line\n" + out.stderr)
+    assert process.venv_failure(log) == f"cannot activate the venv '{broken}': sourcing {broken}/bin/activate failed (exit code 3)"
+    log.write_text("a command that failed on its own\n")
+    assert process.venv_failure(log) is None and process.venv_failure(tmp_path / "none") is None
 
 
 # ---- the runtime's per-slot environment ---------------------------------------------------------
