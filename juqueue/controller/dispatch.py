@@ -9,11 +9,12 @@ from dataclasses import replace
 
 from juqueue.controller.publisher import Assignment, Publisher
 from juqueue.controller.state import ControllerState
-from juqueue.policy.slot_placement import RunDemand, pick_slots, plan_slots
+from juqueue.policy.slot_placement import Hold, RunDemand, pick_slots, plan_slots
 from juqueue.status import NodeState, RunStatus
 
 PLACEMENT_LOOKAHEAD = 256  # queued runs looked at beyond the free slots (k-slot runs that fit nowhere are skipped)
 NO_DEVICES_REASON = "waiting for a node with CUDA devices: the live nodes of its cluster have none"
+HOLD_REASON = "waiting for free slots of one node"
 
 
 class Dispatch:
@@ -48,6 +49,7 @@ class Dispatch:
         plan = plan_slots(demands, nodes, min_time_left_s=min_left, reserved=s.reserved)
         placed += [(p.run, p.node, p.slots) for p in plan.placements]
         self._note_device_waits(needs_devices, {g for g, _, _ in placed})
+        self._note_holds(plan.holds, ready)
         to_publish: list[Assignment] = []
         for gid, node_name, slots in placed:
             run, node = s.runs[gid], s.nodes[node_name]
@@ -89,6 +91,27 @@ class Dispatch:
                 taken.setdefault(dest.name, set()).update(slots)
                 out.append((gid, dest.name, slots))
         return out
+
+    def _note_holds(self, holds: tuple[Hold, ...], looked_at: dict[str, list[str]]) -> None:
+        """Say why a k-slot run waits while a node's free slots are kept for it (no smaller run
+        takes them); a run no longer held loses that reason."""
+        s = self.s
+        held = {h.run: h for h in holds}
+        for cluster, gids in looked_at.items():
+            for gid in gids:
+                run = s.runs.get(gid)
+                if run is None or run.status != RunStatus.QUEUED:
+                    continue
+                hold = held.get(gid)
+                if hold is not None:
+                    reason = f"{HOLD_REASON}: {hold.node} takes no smaller run until {run.slots} of its slots are free"
+                elif (run.reason or "").startswith(HOLD_REASON):
+                    reason = None
+                else:
+                    continue
+                if run.reason != reason:
+                    run.reason = reason
+                    s.mark_run_dirty(run)
 
     def _note_device_waits(self, needs_devices: dict[str, list[str]], placed: set[str]) -> None:
         """Say why a run that needs devices waits when every live node lacks them."""

@@ -205,3 +205,27 @@ def test_the_worker_uses_exactly_the_assigned_slots_and_refuses_one_in_use(tmp_p
     (ev,) = emitted
     assert ev.type == REJECTED and ev.global_id == "e@r" and "already in use" in ev.reason
     assert set(rt.live) == {"e@other"}
+
+
+def test_a_k_slot_run_kept_waiting_by_the_hold_says_so_until_it_is_placed(make):
+    """One node, no room to start another: a 2-slot run waits for 2 free slots of it, and the
+    single runs behind it do not take the slot that came free meanwhile (the hold)."""
+    runs = run_specs(4, "c") + [big("big", 2)] + run_specs(2, "c", experiment="later")
+    h = make([cluster(max_jobs=1)], runs)
+    h.step()
+    bring_up(h)
+    (node,) = h.nodes_of("c")
+    for a in h.publisher.published:
+        h.started(a.global_id, slot=a.slots[0])
+    h.step()
+    h.exited("exp@r0")  # one slot free: not enough for big; the runs behind it must not take it
+    bring_up(h)
+    row = h.run("exp@big")
+    assert row.status == "queued" and row.reason == (
+        f"waiting for free slots of one node: {node} takes no smaller run until 2 of its slots are free")
+    assert h.publisher.latest("later@r0") is None
+    h.exited("exp@r1")
+    bring_up(h)
+    row = h.run("exp@big")
+    assert row.status == "assigned" and row.reason is None
+    assert len(h.publisher.latest("exp@big").slots) == 2
