@@ -14,11 +14,11 @@ slots reserved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from juqueue.policy.slot_demand import nodes_for_unplaced
-from juqueue.policy.slot_placement import NodeSlots, RunDemand
+from juqueue.policy.slot_placement import NodeSlots, RunDemand, usable_free
 
 __all__ = ["RunAtWarning", "WarnedNode", "ReplacementSettings", "Replacement", "runs_outliving",
            "replacements_to_start", "protected"]
@@ -65,32 +65,40 @@ def runs_outliving(node: WarnedNode) -> tuple[RunAtWarning, ...]:
     return tuple(r for r in node.runs if r.expected_end is None or r.expected_end > node.warning_at)
 
 
-def replacements_to_start(warned: Sequence[WarnedNode], others: Sequence[NodeSlots], ready: Sequence[RunDemand],
+def replacements_to_start(warned: Sequence[WarnedNode], others: Sequence[NodeSlots], ready: Iterable[RunDemand],
                           settings: ReplacementSettings, live_nodes: int, now: float,
                           reserved: dict[str, int] | None = None) -> list[Replacement]:
     """The replacements to submit now, earliest warning first.
 
     `warned`: the cluster's up nodes with a known warning; `others`: its nodes that take runs
     (up, starting or pending; those whose own warning is within the lead are left out here, as
-    they go away too);
-    `ready`: its ready runs in queue order; `live_nodes`: its live nodes (replacements
-    included), against `max_jobs`; `reserved`: slots already promised per node."""
-    if settings.lead_s <= 0:
+    they go away too); `ready`: its ready runs in queue order (read only as far as needed);
+    `live_nodes`: its live nodes (replacements included), against `max_jobs`; `reserved`: slots
+    already promised per node."""
+    room = settings.max_jobs - live_nodes
+    if settings.lead_s <= 0 or room <= 0:
+        return []
+    due = [n for n in sorted(warned, key=lambda n: (n.warning_at, n.name))
+           if not n.replaced and n.warning_at - settings.lead_s <= now < n.warning_at and runs_outliving(n)]
+    if not due:
         return []
     going = {n.name for n in warned if n.warning_at - settings.lead_s <= now}  # their own warning is near
     capacity = [n for n in others if n.name not in going]
-    waiting = list(ready)
+    # Ready runs that alone fill every free slot and every node max_jobs still allows leave no
+    # room for a replacement (scale-out starts those nodes for them): read no further.
+    limit = sum(usable_free(capacity, reserved or {}).values()) + room * settings.num_slots
+    waiting: list[RunDemand] = []
+    for run in ready:
+        waiting.append(run)
+        limit -= run.slots
+        if limit < 0:
+            return []
     already_short = nodes_for_unplaced(waiting, capacity, settings.num_slots, reserved)
-    room = settings.max_jobs - live_nodes
     out: list[Replacement] = []
-    for node in sorted(warned, key=lambda n: (n.warning_at, n.name)):
-        if node.replaced or not node.warning_at - settings.lead_s <= now < node.warning_at:
-            continue
-        outliving = runs_outliving(node)
-        if not outliving:
-            continue
+    for node in due:
         if room <= 0:
             break
+        outliving = runs_outliving(node)
         waiting += [RunDemand(r.gid, r.slots) for r in outliving]
         short = nodes_for_unplaced(waiting, capacity, settings.num_slots, reserved)
         if short <= already_short:

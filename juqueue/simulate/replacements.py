@@ -66,6 +66,8 @@ class Replacements:
 
     def protected_count(self, now: float) -> int:
         """Accepting nodes consolidation leaves out now (NodeSnapshot.protected)."""
+        if not self.guarded:
+            return 0
         for name in [n for n, node in self.guarded.items() if not protected(node.protected_until, now)]:
             del self.guarded[name]
         return len(self.guarded)
@@ -101,7 +103,7 @@ class Replacements:
 
     def _plan(self, warned: list[WarnedNode], now: float) -> list[Replacement]:
         sim = self.sim
-        return replacements_to_start(warned, sim.slot_nodes(now), [RunDemand(r.gid, r.slots) for r in sim.ready],
+        return replacements_to_start(warned, sim.slot_nodes(now), (RunDemand(r.gid, r.slots) for r in sim.ready),
                                      self.settings, len(sim.nodes), now, sim.reserved_slots())
 
     def _warned(self, node: SimNode, medians: dict[str, float | None]) -> WarnedNode:

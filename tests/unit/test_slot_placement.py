@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from juqueue.policy.scaling import ClusterLoad, nodes_to_start
-from juqueue.policy.slot_demand import demand_slots, needs_new_node, nodes_for_unplaced, run_slots_error, unplaced_runs
+from juqueue.policy.slot_demand import (_nodes_by_packing, demand_slots, needs_new_node, nodes_for_unplaced, run_slots_error,
+                                       unplaced_runs)
 from juqueue.policy.slot_placement import (Hold, NodeSlots, Placement, RunDemand, SlotPlan, assign_slots, pick_slots,
                                            plan_slots)
 
@@ -277,6 +278,9 @@ def test_demand_helpers_agree_with_placement(scenario, num_slots) -> None:
         fitting = [r for r in unplaced if r.slots <= num_slots]
         count = nodes_for_unplaced(runs, mine, num_slots, reserved)
         assert count * num_slots >= demand_slots(fitting) and (count == 0) == (not fitting)
+        # the arithmetic for one-slot runs is what the packing gives
+        ones = [RunDemand(r.run, 1) for r in runs]
+        assert nodes_for_unplaced(ones, mine, num_slots, reserved) == _nodes_by_packing(ones, mine, num_slots, reserved)
         # with every accepting or starting node taking runs now, placement leaves the same runs
         # waiting, unless it holds a node for one of them (scale-out counts without holds)
         now = [NodeSlots(n.name, n.cluster, n.slots_total, n.used, True, False, n.time_left_s, n.surplus, n.no_devices)
