@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = ["RunDemand", "NodeSlots", "Placement", "Hold", "SlotPlan", "assign_slots", "plan_slots", "pick_slots"]
 
@@ -59,8 +60,9 @@ class NodeSlots:
     surplus: bool = False  # above the cluster's target (consolidation): placed on last
     no_devices: bool = False  # a run that needs CUDA devices found none here
 
-    @property
+    @cached_property
     def free_slots(self) -> tuple[int, ...]:
+        """Computed once per snapshot (a node is asked many times per placement)."""
         return tuple(i for i in range(self.slots_total) if i not in self.used)
 
 
