@@ -38,6 +38,10 @@ class NodeBackend(Protocol):
     # A node's loss is confirmed by a scheduler: a silent node's job is cancelled and its runs
     # requeued only once the scheduler shows it gone; a start may wait in its queue.
     loss_confirmed_by_scheduler: bool
+    # Seconds after a run's exit before its node's heartbeat may make the exit final: a scheduler
+    # that ends a job signals the runs and the worker at once, and the worker needs a moment to
+    # learn it is stopping (an exit 0 then is a kill in disguise, not a completion).
+    exit_settle_s: float
 
     def start_node(self, cluster: ClusterSpec, node: str, token: str) -> StartedNode: ...
 

@@ -20,6 +20,7 @@ class LocalBackend:
     kind = "local"
     dies_with_server = True
     loss_confirmed_by_scheduler = False
+    exit_settle_s = 0.0  # the controller itself stops local nodes: it knows first
 
     def __init__(self, work: WorkDir) -> None:
         self.work = work

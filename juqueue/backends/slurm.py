@@ -25,6 +25,7 @@ class SlurmBackend:
     kind = "slurm"
     dies_with_server = False
     loss_confirmed_by_scheduler = True
+    exit_settle_s = 2.0
 
     def __init__(self, work: WorkDir, poll_interval_s: float = 30.0, name_prefix: str = "") -> None:
         self.work = work

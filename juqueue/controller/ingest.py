@@ -132,11 +132,15 @@ class EventIngest:
         s.mark_node_dirty(node)
         self._settle_unreported(node, ev, now)
         self._settle_lost_messages(node, ev, now)
+        backend = self.fleet.backends.get(node.backend)
+        settle = backend.exit_settle_s if backend is not None else 0.0
         for gid in list(s.pending_exits.get(node.name, ())):
             run = s.runs.get(gid)
             if run is None or run.exit_pending is None or run.exit_pending[2] != node.name:
                 continue
             code, ended, _ = run.exit_pending
+            if not ev.stopping and ev.ts < ended + settle:
+                continue  # too soon to tell a completion from a kill: the next heartbeat decides
             self.lifecycle.end_attempt(run, code, ended, ev.stopping, "node stopping" if ev.stopping else None, node.name)
 
     def _settle_unreported(self, node: NodeInfo, ev: Event, now: float) -> None:

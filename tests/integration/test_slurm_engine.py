@@ -310,16 +310,18 @@ def test_controller_restart_reattaches_running_jobs(workspace, slurm_jobs):
 
 # 4 ----------------------------------------------------------------------------------------
 
-@pytest.mark.timeout(540)
+@pytest.mark.timeout(600)
 def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slurm_jobs):
-    """A 3-minute job warned 90 s before its end, replacement_lead 120: the replacement job is
-    submitted at once (the warning is less than 120 s away when the first node is up), runs
-    before the warning, and the drained run's next attempt starts on it within seconds."""
-    steps = 120  # more than a 3-minute job can give after its warning (signal_lead 90 s)
+    """A 4-minute job warned 70 s before its end, replacement_lead 90: the replacement job is
+    submitted about 80 s after the first starts, is running well before the first node's
+    warning, and the drained run's next attempt starts on it within seconds. SLURM may send the
+    warning up to 60 s early: started 80 s later, the replacement is never warned at the same
+    pass of SLURM's time-limit check as the first node (with a 3-minute job both would be)."""
+    steps = 200  # more than a 4-minute job gives before its warning
     gid = "walltime@count"
-    defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, num_slots=1, max_jobs=2, time="00:03:00",
-                                                        grace_period=20, signal_lead=90, idle_timeout=5,
-                                                        replacement_lead=120),
+    defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, num_slots=1, max_jobs=2, time="00:04:00",
+                                                        grace_period=10, signal_lead=70, idle_timeout=5,
+                                                        replacement_lead=90),
                       {"count.yaml": _counter_experiment("walltime", "count", steps)})
     work = workspace / "work"
     server = Server(defs, work).start()
@@ -352,7 +354,7 @@ def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slur
     job_log = (WorkDir(work).node_dir(first["node"]) / "job.log").read_text(errors="replace")
     assert "USR1" in job_log, job_log[-3000:]
     node1 = by_name[first["node"]]
-    assert first["ended_at"] - node1["started_at"] < 180, (first, node1)
+    assert first["ended_at"] - node1["started_at"] < 240, (first, node1)
     # resumed from its own checkpoint each time, and counted to the end
     starts = _attempt_starts(lines)
     assert starts[1] == 0 and all(starts[n] > 0 for n in starts if n > 1), lines
@@ -361,9 +363,9 @@ def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slur
     gaps = [round(b["started_at"] - a["ended_at"], 1) for a, b in zip(attempts, attempts[1:])]
     print(f"wall-time requeue gaps (s): {gaps}; attempts: {[(a['number'], a['node'], a['end_reason']) for a in attempts]}")
     # Wall time without a gap: the second attempt ran on the first node's replacement, whose job
-    # was running (SLURM's own start time) before the first node's warning (its start + 90 s).
+    # was running (SLURM's own start time) well before the first node's warning drained attempt 1.
     second = by_name[attempts[1]["node"]]
     assert second["replaces"] == first["node"], (second, node1)
     assert second["billed_from"] is not None and node1["billed_from"] is not None, (second, node1)
-    assert second["billed_from"] < node1["billed_from"] + (180 - 90), (second, node1)
+    assert second["billed_from"] < first["ended_at"] - 20, (second, first)
     assert gaps[0] < 10, gaps

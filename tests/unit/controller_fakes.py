@@ -191,6 +191,7 @@ class FakeBackend:
         self.kind = kind
         self.dies_with_server = not scheduler
         self.loss_confirmed_by_scheduler = scheduler
+        self.exit_settle_s = 0.0  # SlurmBackend waits 2 s; tests of that rule set it
         self.start_errors: list[str] = []  # each start pops one and raises it, while any are left
         self.time_limit_s: float | None = None
         self.alive: dict[str, NodeLiveness] = {}  # node -> answer; nodes not listed are alive

@@ -230,6 +230,32 @@ def test_what_the_worker_says_of_a_failed_exit_is_in_the_runs_reason(make):
     assert row.reason == "exit code 127: cannot activate the venv '~/v': ~/v/bin/activate does not exist"
 
 
+def test_on_a_scheduler_an_exit_0_waits_for_a_heartbeat_taken_after_the_settle_time(make):
+    """scancel signals the run and the worker at once: a heartbeat sent right after the run's
+    exit 0 (before the worker learnt it is stopping) does not make it a completion."""
+    h, node = running_on_one_node(make, slurm(num_slots=1, max_jobs=1), 1)
+    h.backends["slurm"].exit_settle_s = 2.0
+    h.exited("exp@r0", 0)
+    h.heartbeat(node)  # the same instant: too soon to tell
+    h.step()
+    assert h.status("exp@r0") == RUNNING
+    h.clock.advance(0.5)
+    h.heartbeat(node, stopping=True)  # the worker learnt of the TERM: an interruption
+    h.step()
+    row = h.run("exp@r0")
+    assert row.status != COMPLETED and row.attempt in (1, 2)
+    (att, *_) = h.store.attempts_of("exp@r0")
+    assert att.end_reason == "interrupted"
+    # and with a healthy node, a heartbeat taken after the settle time completes it
+    h2, node2 = running_on_one_node(make, slurm(name="t", num_slots=1, max_jobs=1), 1)
+    h2.backends["slurm"].exit_settle_s = 2.0
+    h2.exited("exp@r0", 0)
+    h2.clock.advance(2.5)
+    h2.heartbeat(node2)
+    h2.step()
+    assert h2.status("exp@r0") == COMPLETED
+
+
 def test_exit_0_followed_by_a_stopping_heartbeat_is_an_interruption(make):
     h, node = running_on_one_node(make, slurm(num_slots=1), 1)
     h.exited("exp@r0", 0)
