@@ -30,6 +30,7 @@ from juqueue.workers import process
 
 log = logging.getLogger(__name__)
 
+EXIT_FOLLOW_UP_S = 2.5  # a heartbeat this long after each exit (the controller's settle time is 2 s)
 CLAIM_RETRY_S = 90.0  # how long a claim waits out a broker outage (the embedded one restarts in seconds)
 
 
@@ -79,6 +80,7 @@ class NodeRuntime:
         self.draining = False
         self.stopping = False
         self._hb_soon = threading.Event()
+        self._hb_follow_up: float | None = None  # monotonic time of a heartbeat asked for after an exit
         self._stop_loop = threading.Event()
         self._job_cuda_env = os.environ.get("CUDA_VISIBLE_DEVICES")
         self._job_devices = parse_cuda_visible_devices(self._job_cuda_env)
@@ -282,7 +284,8 @@ class NodeRuntime:
             log.warning("could not report %s: %s", live.global_id, exc)
 
     def _finish(self, live: LiveAttempt, spec: dict, exit_code: int, ended_at: float) -> None:
-        interrupted = bool(live.stop_reason) or self.stopping
+        # A job signalled to end (its stop file) interrupts the run, even before Celery saw the TERM.
+        interrupted = bool(live.stop_reason) or self.stopping or (self.work.node_dir(self.node) / "stopping").exists()
         reason = live.stop_reason or ""
         work_dir = False
         # One small write into the log dir the attempt already has; a reader that finds it
@@ -309,6 +312,9 @@ class NodeRuntime:
         except redis.RedisError as exc:  # the exit file carries the result
             log.warning("could not report the exit of %s: %s", live.global_id, exc)
         self._hb_soon.set()
+        # and one more once the controller may call the exit final (on SLURM a heartbeat taken
+        # 2 s after it), so the slot is free then, not only at the next regular heartbeat
+        self._hb_follow_up = time.monotonic() + EXIT_FOLLOW_UP_S
 
     # ---- stopping runs ------------------------------------------------------------------
     def _signal(self, live: LiveAttempt, sig: int) -> None:
@@ -389,6 +395,12 @@ class NodeRuntime:
             )
         )
 
+    def _check_stop_file(self) -> None:
+        """The job script got TERM (scancel, the job's end) and said so in a file: shut down now,
+        without waiting for Celery's own handling of the signal."""
+        if not self.stopping and (self.work.node_dir(self.node) / "stopping").exists():
+            self.begin_shutdown("the job was signalled to end (TERM)")
+
     def _check_drain_file(self) -> None:
         if not self.draining and (self.work.node_dir(self.node) / "drain").exists():
             # The job's wall time is near: take nothing new, let runs checkpoint (SIGTERM, grace).
@@ -418,10 +430,14 @@ class NodeRuntime:
                 item = self.redis.blpop([self.keys.node_control(self.node)], timeout=timeout)
                 if item:
                     self.handle_control(json.loads(item[1]))
+                self._check_stop_file()
                 self._check_drain_file()
                 now = time.monotonic()
-                if now >= next_hb or self._hb_soon.is_set():
+                due = self._hb_follow_up
+                if now >= next_hb or self._hb_soon.is_set() or (due is not None and now >= due):
                     self._hb_soon.clear()
+                    if due is not None and due <= now and self._hb_follow_up == due:
+                        self._hb_follow_up = None  # (a later exit's follow-up stays asked for)
                     self.heartbeat()
                     next_hb = now + hb_interval
                     if self._controller_silent():

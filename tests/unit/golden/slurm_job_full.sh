@@ -53,8 +53,11 @@ on_usr1() {
 }
 
 # scancel / job end: pass TERM on to the worker (a warm shutdown) and keep waiting.
+# The stop file first: the worker's main thread may take seconds to handle its own TERM
+# under load, and a run that exits 0 on TERM meanwhile must not count as completed.
 on_term() {
     echo "juqueue job: TERM: stopping the worker of node $JUQUEUE_NODE" >&2
+    mkdir -p "${DRAIN_FILE%/*}" && : > "${DRAIN_FILE%/*}/stopping"
     if [ -n "$worker_pid" ]; then kill -TERM "$worker_pid" 2>/dev/null; fi
 }
 
