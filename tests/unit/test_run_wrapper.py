@@ -173,3 +173,16 @@ def test_parse_nvidia_smi_list():
             "  MIG 3g.20gb Device 0: (UUID: MIG-3)\nNo devices were found\n\n")
     assert parse_nvidia_smi_list(text) == ["0", "1"]
     assert parse_nvidia_smi_list("") == [] and parse_nvidia_smi_list("No devices were found") == []
+
+
+def test_the_job_scripts_stop_file_shuts_the_worker_down_at_once(tmp_path, monkeypatch):
+    """scancel: the job script's TERM trap writes nodes/<node>/stopping before Celery may have
+    handled its own TERM; the control loop's check makes the worker stop (its heartbeats say so)."""
+    rt = runtime(tmp_path, monkeypatch, None)
+    rt._check_stop_file()
+    assert not rt.stopping
+    node_dir = WorkDir(tmp_path).node_dir("n1")
+    node_dir.mkdir(parents=True, exist_ok=True)
+    (node_dir / "stopping").write_text("")
+    rt._check_stop_file()
+    assert rt.stopping and rt.draining
