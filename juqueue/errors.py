@@ -17,3 +17,8 @@ class AlreadyRunningError(JuQueueError):
 
 class StoreSchemaError(JuQueueError):
     """The store's schema cannot be used or upgraded by this code; the message says what to do."""
+
+
+class WorkDirMigrationError(ConfigError):
+    """The work dir cannot be migrated now; the message says why and what to do. Nothing was moved
+    unless the message says so."""

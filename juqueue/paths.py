@@ -35,7 +35,7 @@ class WorkDir:
 
     @property
     def layout_file(self) -> Path:
-        """Written once the work dir is in this layout (new, or migrated): see juqueue.workdir_migration."""
+        """Written once the work dir is in this layout (new, or migrated): see juqueue.workdir."""
         return self.state_dir / "layout"
 
     @property
@@ -103,8 +103,9 @@ class WorkDir:
 
 @dataclass(frozen=True)
 class LegacyWorkDir:
-    """The layout of JuQueue releases before `W/.juqueue` (read by juqueue.workdir_migration only):
-    JuQueue's own files at the top of the work dir and the runs under `W/runs/`."""
+    """The layout of JuQueue releases before `W/.juqueue` (read by the migration, juqueue.workdir,
+    and by the simulator looking for a store): JuQueue's own files at the top of the work dir and
+    the runs under `W/runs/`."""
 
     root: Path
 
@@ -148,7 +149,8 @@ class LegacyWorkDir:
 @dataclass(frozen=True)
 class OriginalWorkDir:
     """What the original JuQueue (0.0.15) kept in a work dir: each run's status file in its
-    directory `W/<experiment>/<run>/juqueue-run.json`, its own lock `W/.lock` and logs `W/logs/`."""
+    directory `W/<experiment>/<run>/juqueue-run.json` (read by juqueue.original_statuses), its own
+    lock `W/.lock` (juqueue.workdir refuses to run while it is held) and logs `W/logs/`."""
 
     root: Path
 

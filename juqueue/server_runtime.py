@@ -34,7 +34,7 @@ from juqueue.server import (
 )
 from juqueue.store.engine import make_engine
 from juqueue.store.store import Store
-from juqueue.workdir_migration import migrate_work_dir
+from juqueue.workdir import migrate_work_dir
 
 log = logging.getLogger("juqueue.server")
 
@@ -129,7 +129,7 @@ class ServerRuntime:
     def _adopt_original_statuses(self) -> None:
         """A work dir the original JuQueue used: its runs keep what it knew (finished runs are not
         rerun, inactive ones are held), read once, when this store is new."""
-        from juqueue.workdir_migration import original_run_statuses
+        from juqueue.original_statuses import original_run_statuses
 
         found = original_run_statuses(self.work.root)
         for warning in found.warnings:
