@@ -58,7 +58,51 @@ already_working() {
     node_is_up
 }
 
-if already_working; then
+write_conf() {  # $1 = where: the whole slurm.conf this script wants
+    # Memory the node declares: well under what the host has, so slurmd never rejects it.
+    local mem_mb
+    mem_mb=$(awk '/MemTotal/ {printf "%d", $2 / 1024 / 2}' /proc/meminfo)
+    [ "$mem_mb" -gt 8000 ] && mem_mb=8000
+    cat >"$1" <<EOF
+# Written by JuQueue's scripts/setup-test-slurm.sh: a single-node test SLURM.
+ClusterName=juqueuetest
+SlurmctldHost=$NODE
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$STATE_DIR
+SlurmdSpoolDir=$SPOOL_DIR
+SlurmctldPidFile=$RUN_DIR/slurmctld.pid
+SlurmdPidFile=$RUN_DIR/slurmd.pid
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SlurmctldTimeout=30
+SlurmdTimeout=60
+InactiveLimit=0
+MinJobAge=300
+KillWait=10
+Waittime=0
+NodeName=$NODE CPUs=$NODE_CPUS RealMemory=$mem_mb State=UNKNOWN
+PartitionName=debug Nodes=$NODE Default=YES OverSubscribe=YES MaxTime=INFINITE State=UP
+EOF
+}
+
+# Up and configured as this script says: nothing to do (a changed setting restarts the daemons).
+NEW_CONF="$(mktemp)"
+trap 'rm -f "$NEW_CONF"' EXIT
+write_conf "$NEW_CONF"
+if already_working && cmp -s "$NEW_CONF" "$CONF"; then
     say "SLURM already up (node $NODE: $(node_state)); nothing to do"
     exit 0
 fi
@@ -109,50 +153,12 @@ fi
 
 # ---- slurm.conf -------------------------------------------------------------------------
 mkdir -p "$CONF_DIR" "$LOG_DIR" "$STATE_DIR" "$SPOOL_DIR" "$RUN_DIR"
-# Memory the node declares: well under what the host has, so slurmd never rejects it.
-MEM_MB=$(awk '/MemTotal/ {printf "%d", $2 / 1024 / 2}' /proc/meminfo)
-[ "$MEM_MB" -gt 8000 ] && MEM_MB=8000
-NEW_CONF="$(mktemp)"
-cat >"$NEW_CONF" <<EOF
-# Written by JuQueue's scripts/setup-test-slurm.sh: a single-node test SLURM.
-ClusterName=juqueuetest
-SlurmctldHost=$NODE
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-StateSaveLocation=$STATE_DIR
-SlurmdSpoolDir=$SPOOL_DIR
-SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
-SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-ReturnToService=2
-MpiDefault=none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-SchedulerType=sched/backfill
-SlurmctldTimeout=30
-SlurmdTimeout=60
-InactiveLimit=0
-MinJobAge=300
-KillWait=30
-Waittime=0
-NodeName=$NODE CPUs=$NODE_CPUS RealMemory=$MEM_MB State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES OverSubscribe=YES MaxTime=INFINITE State=UP
-EOF
 CONF_CHANGED=0
 if ! cmp -s "$NEW_CONF" "$CONF"; then
     say "writing $CONF"
     install -m 0644 "$NEW_CONF" "$CONF"
     CONF_CHANGED=1
 fi
-rm -f "$NEW_CONF"
 
 # ---- daemons (no systemd here: start them as daemons) -----------------------------------
 

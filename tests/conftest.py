@@ -16,6 +16,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    # The longest first: a parallel run (pytest-xdist) then never ends waiting on one long test
+    # started late. Stable, so the order within each rank stays the files' own.
+    items.sort(key=_start_rank)
+
+
+def _start_rank(item) -> int:
+    if item.get_closest_marker("slow"):
+        return 0
+    return 1 if item.get_closest_marker("integration") else 2
 
 
 @dataclass

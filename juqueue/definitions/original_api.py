@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from juqueue.definitions import placeholders as ph
+import juqueue.definitions.placeholders as ph
 from juqueue.definitions.models import ExecutorSpec, RunSpec
 from juqueue.paths import WorkDir
 from juqueue.policy.duration import parse_duration

@@ -22,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import Server  # noqa: E402
+from machine_setup import wait_for_machine_setup  # noqa: E402
 from juqueue.paths import WorkDir
 
 NOT_RUN = "SLURM tests NOT RUN: sbatch is not on PATH (run scripts/setup-test-slurm.sh as root)"
@@ -29,6 +30,7 @@ NOT_RUN = "SLURM tests NOT RUN: sbatch is not on PATH (run scripts/setup-test-sl
 
 def require_slurm() -> None:
     """Skip loudly without sbatch; with CI=true that is a failure, so SLURM tests never pass silently."""
+    wait_for_machine_setup()
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         if os.environ.get("CI") == "true":
             pytest.fail(NOT_RUN + " -- CI=true requires them")

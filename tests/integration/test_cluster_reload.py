@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from helpers import Server, write_defs
 
 CHECKPOINT = """\
@@ -47,6 +49,7 @@ def _wait_shorts_done(server: Server) -> None:
     server.wait_for(lambda runs: all(r["status"] == "completed" for r in runs if r["id"].endswith("short")), 90, "short runs done")
 
 
+@pytest.mark.slow
 def test_lower_max_jobs_and_aggressive_at_run_time_consolidates_to_one(workspace):
     script = workspace / "ckpt.sh"
     script.write_text(CHECKPOINT)
@@ -74,6 +77,7 @@ def test_lower_max_jobs_and_aggressive_at_run_time_consolidates_to_one(workspace
         server.stop()
 
 
+@pytest.mark.slow
 def test_idle_set_at_run_time_stops_further_moves_and_bad_files_change_nothing(workspace):
     script = workspace / "ckpt.sh"
     script.write_text(CHECKPOINT)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Server, free_port, write_defs
+from machine_setup import wait_for_machine_setup
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -73,6 +74,7 @@ shoot();
 
 def _chromium() -> str:
     """Debian's chromium and the playwright package, or a skip (a failure under CI=true)."""
+    wait_for_machine_setup()
     problems = []
     try:
         import playwright.sync_api  # noqa: F401

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from helpers import REPO, Server, pid_alive, write_defs
 from juqueue.paths import WorkDir
@@ -127,6 +128,7 @@ CHECKPOINTING = """
 """
 
 
+@pytest.mark.slow
 def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
     defs = write_defs(workspace / "defs", LOCAL_2x1, {"ckpt.yaml": CHECKPOINTING.replace("STEPS", "40")})
     work = workspace / "work"
@@ -151,6 +153,7 @@ def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
         server.stop()
 
 
+@pytest.mark.slow
 def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
     runs_yaml = """
         experiment: many

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from helpers import Server, write_defs
 
 CLUSTER = """
@@ -30,6 +32,7 @@ def _nodes(server: Server) -> list[dict]:
     return server.api("GET", "/api/nodes").json()
 
 
+@pytest.mark.slow
 def test_hold_new_release_hold_and_resume_completed(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"h.yaml": RUNS})
     server = Server(defs, workspace / "work", "--hold-new").start(tick=0.5)

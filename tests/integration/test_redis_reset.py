@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from helpers import Server, assert_attempts_never_overlapped, free_port, write_defs
 from juqueue.paths import WorkDir
 
@@ -68,6 +70,7 @@ def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
         redis_proc.kill()
 
 
+@pytest.mark.slow
 def test_embedded_broker_killed_is_restarted_and_runs_finish(workspace):
     import json
     import os

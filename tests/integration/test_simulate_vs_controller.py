@@ -11,6 +11,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from helpers import Server, write_defs
 
 CLUSTER = """
@@ -40,6 +42,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
+@pytest.mark.slow
 def test_simulation_of_a_real_run_matches_it(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"sim.yaml": RUNS})
     work = workspace / "work"

@@ -7,7 +7,6 @@ SLURM tests never pass silently in CI.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,17 +19,14 @@ from juqueue.backends.slurm_parse import SlurmJob
 from juqueue.backends.slurm_script import job_comment_for, job_name_for, render_job_script
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir
+from slurm_helpers import require_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
 
 @pytest.fixture(autouse=True)
 def need_slurm() -> None:
-    if shutil.which("sbatch") is None:
-        reason = "SLURM tests NOT RUN: sbatch is not on PATH (run scripts/setup-test-slurm.sh as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " -- CI=true requires them")
-        pytest.skip(reason)
+    require_slurm()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ def _squeue_start(prefix: str) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 def test_slurm_job_bills_from_its_slurm_start_and_its_end_is_estimated(workspace, slurm_jobs):
     require_slurm()
     defs = write_defs(workspace / "defs", slurm_cluster("hpc", job_name=slurm_jobs, idle_timeout=2),
@@ -42,6 +43,7 @@ def test_slurm_job_bills_from_its_slurm_start_and_its_end_is_estimated(workspace
         while time.time() < deadline and not ended:
             ended = [n for n in nodes(server) if not n["live"] and n["billed_until"]]
             time.sleep(1)
+        assert len(ended) == 1, nodes(server)  # every node, with why it ended
         (node,) = ended
         assert node["billed_from"] == starts[node["job_id"]], (node, starts)
         assert node["billed_estimated"] is True

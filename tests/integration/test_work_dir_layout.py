@@ -147,6 +147,7 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 
 
 # ---------------------------------------------------------------------- the previous layout
+@pytest.mark.slow
 def test_previous_layout_is_migrated_and_served_nothing_reruns(workspace):
     broker_port = free_port()
     defs, work = previous_layout(workspace, broker_port)
