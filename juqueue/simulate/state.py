@@ -1,5 +1,6 @@
 """What the simulation holds while it runs: nodes, runs, the ready queue; the policies it can
-run and the figures it returns. Plain mutable records; the decisions are in `engine`."""
+run and the figures it returns. Plain mutable records; the decisions are in
+`controller_step`, `dispatch` and `original`."""
 
 from __future__ import annotations
 

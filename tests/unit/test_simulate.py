@@ -13,7 +13,8 @@ from juqueue.cli import app
 from juqueue.policy.consolidation_model import ConsolidationMode
 from juqueue.policy.scaling import ScalingPolicy
 from juqueue.simulate.distributions import SimulationInputError, parse_distribution
-from juqueue.simulate.engine import PLACEMENT_LOOKAHEAD, Simulation, lower_bound_node_seconds, simulate
+from juqueue.simulate.dispatch import PLACEMENT_LOOKAHEAD
+from juqueue.simulate.engine import Simulation, lower_bound_node_seconds, simulate
 from juqueue.simulate.inputs import SimulateOptions, resolve
 from juqueue.simulate.original import HeldNode, original_nodes_to_stop
 from juqueue.simulate.sources import load_durations_csv, load_work_dir
