@@ -141,5 +141,5 @@ class Plan:
 
     @property
     def surplus(self) -> frozenset[str]:
-        """Every surplus node: pass to placement.place_runs(surplus=...)."""
+        """Every surplus node: placed on last (slot_placement: `NodeSlots.surplus`)."""
         return frozenset(name for p in self.clusters for name in p.surplus)

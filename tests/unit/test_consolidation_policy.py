@@ -13,7 +13,6 @@ from juqueue.policy.consolidation import apply_plan, plan_cluster, plan_consolid
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 NodePhase, NodeSnapshot, Refusal, RunOnNode, Snapshot)
 from juqueue.policy.duration import expected_duration, parse_duration
-from juqueue.policy.placement import NodeView, place_runs
 from juqueue.policy.scaling import ClusterLoad, ScalingPolicy, nodes_to_start, target_nodes
 
 NOW = 100_000.0
@@ -316,12 +315,6 @@ def test_destination_has_the_most_wall_time_left_and_enough_for_the_run():
     assert [m.to for m in plan.moves] == ["y"]
     plan = plan_cluster(_cluster(src, short, target=1), NOW)
     assert plan.refusal is Refusal.NO_ROOM  # 4000 s left is not enough for 5000 s
-
-
-def test_placement_puts_runs_on_surplus_nodes_last():
-    nodes = [NodeView("s", "c", 4, 3), NodeView("k", "c", 4, 1)]
-    assert place_runs({"c": ["r1", "r2", "r3", "r4"]}, nodes, surplus=frozenset({"s"})) == [
-        ("r1", "k"), ("r2", "k"), ("r3", "k"), ("r4", "s")]
 
 
 # ------------------------------------------------------------------ durations

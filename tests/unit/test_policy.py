@@ -1,4 +1,4 @@
-"""Pure policy: placement, scaling, outcomes, dependency readiness, the run queue."""
+"""Pure policy: scaling, outcomes, dependency readiness, the run queue (placement: test_slot_placement)."""
 
 from __future__ import annotations
 
@@ -7,40 +7,8 @@ from hypothesis import strategies as st
 
 from juqueue.controller.run_queue import RunQueue
 from juqueue.policy.outcome import attempt_outcome, dependency_readiness
-from juqueue.policy.placement import NodeView, place_runs
 from juqueue.policy.scaling import ClusterLoad, idle_nodes_to_stop, nodes_to_start
 from juqueue.status import RunStatus
-
-
-def test_best_fit_fills_the_fullest_node_first():
-    nodes = [NodeView("a", "c", 4, 1), NodeView("b", "c", 4, 3), NodeView("d", "c", 4, 0)]
-    out = place_runs({"c": ["r1", "r2", "r3"]}, nodes)
-    assert out == [("r1", "b"), ("r2", "a"), ("r3", "a")]
-
-
-def test_node_near_its_wall_time_is_used_last():
-    nodes = [NodeView("old", "c", 4, 3, time_left_s=30), NodeView("fresh", "c", 4, 1, time_left_s=3600)]
-    assert place_runs({"c": ["r1"]}, nodes, min_time_left_s=120) == [("r1", "fresh")]
-
-
-def test_draining_nodes_and_other_clusters_take_nothing():
-    nodes = [NodeView("a", "c", 4, 0, accepting=False), NodeView("b", "other", 4, 0)]
-    assert place_runs({"c": ["r1"]}, nodes) == []
-
-
-@given(
-    slots=st.lists(st.tuples(st.integers(1, 8), st.integers(0, 8)), min_size=0, max_size=6),
-    n_runs=st.integers(0, 40),
-)
-def test_placement_never_oversubscribes_and_places_as_many_as_fit(slots, n_runs):
-    nodes = [NodeView(f"n{i}", "c", total, min(used, total)) for i, (total, used) in enumerate(slots)]
-    runs = [f"r{i}" for i in range(n_runs)]
-    out = place_runs({"c": runs}, nodes)
-    free = sum(n.free for n in nodes)
-    assert len(out) == min(free, n_runs)
-    assert len({gid for gid, _ in out}) == len(out)
-    for node in nodes:
-        assert sum(1 for _, name in out if name == node.name) <= node.free
 
 
 def test_scaling_counts_pending_capacity_and_respects_max_jobs():
