@@ -17,12 +17,9 @@ from typing import Annotated
 
 import typer
 
-from juqueue.cli.admin import reload, slurm_script, url
+# the modules, not their commands: `juqueue.cli.status` etc. stay the modules (for monkeypatch)
+from juqueue.cli import admin, runs, serve, simulate, status
 from juqueue.cli.options import ServeArgs, with_option_groups
-from juqueue.cli.runs import logs, runs, verb_command
-from juqueue.cli.serve import serve, serve_from_args, stop
-from juqueue.cli.simulate import simulate
-from juqueue.cli.status import status
 from juqueue.run_verbs import RUN_VERBS
 from juqueue.version import __version__
 
@@ -56,20 +53,20 @@ def root(
     if serve_args.def_dir is None and serve_args.work_dir is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    serve_from_args(serve_args)
+    serve.serve_from_args(serve_args)
 
 
-app.command()(serve)
-app.command()(status)
-app.command()(runs)
+app.command()(serve.serve)
+app.command()(status.status)
+app.command()(runs.runs)
 for _verb in RUN_VERBS:
-    app.command(_verb.name)(verb_command(_verb))
-app.command()(logs)
-app.command()(reload)
-app.command()(url)
-app.command()(stop)
-app.command("slurm-script")(slurm_script)
-app.command("simulate")(simulate)
+    app.command(_verb.name)(runs.verb_command(_verb))
+app.command()(runs.logs)
+app.command()(admin.reload)
+app.command()(admin.url)
+app.command()(serve.stop)
+app.command("slurm-script")(admin.slurm_script)
+app.command("simulate")(simulate.simulate)
 
 
 def main() -> None:

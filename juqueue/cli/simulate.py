@@ -42,6 +42,7 @@ def simulate(
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Draw nodes held and slots busy over time per policy (needs the extra .[plot]: matplotlib).", rich_help_panel=OUTPUT)] = None,
 ) -> None:
     """Simulate a sweep under every policy (the controller's own policy functions) and compare node-hours billed."""
+    # imported here, not at the top, for start-up speed: every other command loads this module
     from juqueue.simulate.distributions import SimulationInputError
     from juqueue.simulate.engine import simulate as run_all
     from juqueue.simulate.inputs import SimulateOptions, resolve

@@ -119,7 +119,7 @@ def _verb_endpoint(verb: RunVerb) -> Callable[..., dict]:
     def endpoint(sel: RunSelection, ctx: AppContext) -> dict:
         method = getattr(ctx.controller, verb.method)
         if isinstance(sel, ResumeSelection):  # the verb's body when it has the `completed` flag
-            return _act(sel, ctx, lambda known: method(known, completed=sel.completed), verb.done_key)
+            return _act(sel, ctx, lambda known: method(known, sel.completed), verb.done_key)
         return _act(sel, ctx, method, verb.done_key)
 
     endpoint.__name__ = endpoint.__qualname__ = verb.method  # the operation id: `<name>_runs_api_runs_<name>_post`
