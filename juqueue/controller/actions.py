@@ -1,8 +1,12 @@
-"""What users ask for (cancel, requeue, reload), carried out on the controller thread."""
+"""What users ask for (cancel, requeue, reload), carried out on the controller thread.
+
+The statuses each run verb acts on come from juqueue.run_verbs, the table the API and the CLI
+read too."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from juqueue.broker.leases import Leases
 from juqueue.controller.lifecycle import RunLifecycle
@@ -11,6 +15,7 @@ from juqueue.controller.state import ControllerState, RunState
 from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.config import ClusterHealth
 from juqueue.definitions.models import ClusterSpec
+from juqueue.run_verbs import CANCEL, HOLD, RELEASE, REQUEUE, RESUME
 from juqueue.status import NodeState, RunStatus, StopReason
 
 
@@ -27,7 +32,7 @@ class UserActions:
         done = []
         for gid in gids:
             run = self.s.runs.get(gid)
-            if run is None or run.status.is_final:
+            if run is None or run.status not in CANCEL.applies_to:
                 continue
             if run.status == RunStatus.QUEUED:
                 self.lifecycle.cancel_queued(run)
@@ -56,17 +61,16 @@ class UserActions:
         done = []
         for gid in gids:
             run = s.runs.get(gid)
-            if run is None:
+            if run is None or run.status not in HOLD.applies_to:
                 continue
             if run.status == RunStatus.QUEUED:
                 s.queue.remove(gid)
                 run.status, run.reason = RunStatus.HELD, "held by the user"
                 s.mark_run_dirty(run)
                 s.batch.event(gid, "held", run.attempt, None, "held by the user")
-                done.append(gid)
-            elif run.status.is_live:
+            else:  # live
                 run.hold_on_interrupt = True
-                done.append(gid)
+            done.append(gid)
         s.dirty_placement = True
         return done
 
@@ -79,7 +83,7 @@ class UserActions:
             if run is None:
                 continue
             run.hold_on_interrupt = False
-            if run.status != RunStatus.HELD:
+            if run.status not in RELEASE.applies_to:
                 continue
             run.status, run.reason, run.queued_at = RunStatus.QUEUED, None, s.now()
             s.mark_run_dirty(run)
@@ -93,10 +97,10 @@ class UserActions:
         """The original's Resume: release held runs, requeue failed and cancelled ones (and,
         asked for, completed ones) with a fresh retry budget and the next attempt number."""
         done = self.release_runs(gids)
-        finals = (RunStatus.FAILED, RunStatus.CANCELLED) + ((RunStatus.COMPLETED,) if completed else ())
+        finals = RESUME.statuses(completed) - RELEASE.applies_to
         return done + self.requeue_runs([g for g in gids if g not in done], finals)
 
-    def requeue_runs(self, gids: list[str], finals: tuple[RunStatus, ...] = (RunStatus.FAILED, RunStatus.CANCELLED)) -> list[str]:
+    def requeue_runs(self, gids: list[str], finals: Collection[RunStatus] = REQUEUE.applies_to) -> list[str]:
         """FAILED or CANCELLED runs go back to QUEUED (a fresh retry budget), with the
         definition the store holds now."""
         s = self.s

@@ -1,4 +1,5 @@
-"""Runs: list, detail with attempts and history, cancel, requeue, hold, release, resume, and log tails."""
+"""Runs: list, detail with attempts and history, the run verbs (juqueue.run_verbs: cancel, requeue,
+hold, release, resume; one route each), and log tails."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep, StoreDep
+from juqueue.run_verbs import RUN_VERBS, RunVerb
 from juqueue.status import RunStatus
 from juqueue.store.store import Store
 from juqueue.store.tables import RunRow
@@ -110,29 +112,23 @@ def _act(sel: RunSelection, ctx: AppContext, action: Callable[[list[str]], list[
     return {done_key: done, "unknown": unknown, "skipped": [g for g in known if g not in done]}  # type: ignore[operator]
 
 
-@router.post("/cancel", summary="Cancel runs (queued ones at once, live ones are stopped)")
-def cancel_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    return _act(sel, ctx, ctx.controller.cancel_runs, "cancelled")
+def _verb_endpoint(verb: RunVerb) -> Callable[..., dict]:
+    """`POST /api/runs/<verb>`: the selection, acted on by the verb's controller method."""
+    body = ResumeSelection if verb.completed_flag else RunSelection
+
+    def endpoint(sel: RunSelection, ctx: AppContext) -> dict:
+        method = getattr(ctx.controller, verb.method)
+        if isinstance(sel, ResumeSelection):  # the verb's body when it has the `completed` flag
+            return _act(sel, ctx, lambda known: method(known, sel.completed), verb.done_key)
+        return _act(sel, ctx, method, verb.done_key)
+
+    endpoint.__name__ = endpoint.__qualname__ = verb.method  # the operation id: `<name>_runs_api_runs_<name>_post`
+    endpoint.__annotations__ = {"sel": body, "ctx": ContextDep, "return": dict}  # FastAPI reads these, not strings
+    return endpoint
 
 
-@router.post("/requeue", summary="Requeue failed or cancelled runs")
-def requeue_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    return _act(sel, ctx, ctx.controller.requeue_runs, "requeued")
-
-
-@router.post("/hold", summary="Hold queued runs (no demand); live ones are held if interrupted later")
-def hold_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    return _act(sel, ctx, ctx.controller.hold_runs, "held")
-
-
-@router.post("/release", summary="Release held runs into the queue")
-def release_runs(sel: RunSelection, ctx: ContextDep) -> dict:
-    return _act(sel, ctx, ctx.controller.release_runs, "released")
-
-
-@router.post("/resume", summary="Release held runs and requeue failed and cancelled (and, asked for, completed) ones")
-def resume_runs(sel: ResumeSelection, ctx: ContextDep) -> dict:
-    return _act(sel, ctx, lambda known: ctx.controller.resume_runs(known, sel.completed), "resumed")
+for _verb in RUN_VERBS:
+    router.add_api_route(f"/{_verb.name}", _verb_endpoint(_verb), methods=["POST"], summary=_verb.api_summary)
 
 
 @router.get("/{global_id}/logs", summary="A chunk of an attempt's stdout or stderr, from a byte offset")

@@ -1,4 +1,4 @@
-"""The CLI's shared option sets, each declared once (juqueue.cli uses them).
+"""The CLI's shared option sets, each declared once (the command modules of juqueue.cli use them).
 
 Two sets recur: the server's options, taken by `serve` and by the bare root command (the
 original JuQueue's `juqueue --def-dir D --work-dir W` serves), and the four options every

@@ -1,7 +1,7 @@
 """`juqueue simulate`: price a sweep per policy before spending an hour of it (no server needed).
 
-Registered on the typer app by `juqueue.cli` (`register_simulate(app)`); the simulation itself
-is `juqueue.simulate`. Bad input is one line on stderr and exit code 2.
+The simulation itself is `juqueue.simulate`, imported when the command runs (so that other
+commands, and `--help`, do not load it). Bad input is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -9,17 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from juqueue.cli.plumbing import fail
+
 WORKLOAD, CLUSTER, CONDITIONS, OUTPUT = "Workload", "Cluster", "Conditions", "Output"
 S = "S"  # seconds, or HH:MM:SS
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"juqueue: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def simulate(
@@ -45,6 +42,7 @@ def simulate(
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Draw nodes held and slots busy over time per policy (needs the extra .[plot]: matplotlib).", rich_help_panel=OUTPUT)] = None,
 ) -> None:
     """Simulate a sweep under every policy (the controller's own policy functions) and compare node-hours billed."""
+    # imported here, not at the top, for start-up speed: every other command loads this module
     from juqueue.simulate.distributions import SimulationInputError
     from juqueue.simulate.engine import simulate as run_all
     from juqueue.simulate.inputs import SimulateOptions, resolve
@@ -69,7 +67,7 @@ def simulate(
             plot_series(results, inputs.conditions.num_slots, plot,
                         f"{len(inputs.workload.runs)} runs, {inputs.conditions.num_slots} slots x {inputs.conditions.max_jobs} nodes")
     except SimulationInputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
         sys.stdout.write(json.dumps(report_json(inputs.workload, inputs.conditions, results, inputs.seed), indent=2) + "\n")
         return
@@ -78,7 +76,3 @@ def simulate(
         typer.echo(f"note: {inputs.workload.note}")
     if plot is not None:
         typer.echo(f"plot: {plot}")
-
-
-def register_simulate(app: typer.Typer) -> None:
-    app.command("simulate")(simulate)
