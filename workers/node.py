@@ -25,6 +25,7 @@ from juqueue.celery_app import RUN_TASK, make_celery_app
 from juqueue.events import NODE_FAILED, Event
 from juqueue.paths import WorkDir, write_atomic
 from juqueue.version import __version__
+from juqueue.workers.control import NodeControl
 from juqueue.workers.runtime import NodeConfig, NodeRuntime
 
 log = logging.getLogger("juqueue.workers.node")
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(work, args.node, reason, 3)
 
     runtime = NodeRuntime(work, config, client)
+    control = NodeControl(runtime)
     reuse_kombu_clients()
     app = make_celery_app(url)
 
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     def _on_shutdown(**_kwargs: object) -> None:
         runtime.begin_shutdown("worker shutting down")
 
-    threading.Thread(target=runtime.control_loop, name="juqueue-control", daemon=True).start()
+    threading.Thread(target=control.control_loop, name="juqueue-control", daemon=True).start()
     write_atomic(node_dir / "worker.pid", f"{os.getpid()}\n")
     app.worker_main(
         [

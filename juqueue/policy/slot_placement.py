@@ -1,7 +1,7 @@
 """Slot-exact placement: which slot indices of which node each queued run gets.
 
 Pure: plain data in, placements out. The controller sends the indices in the task message,
-so the store and status know which slots (and so which CPUs and GPUs, policy.slots) a run
+so the store and status know which slots (and so which CPUs and GPUs, juqueue.workers.slots) a run
 holds. A run may need k slots; they always come from one node. Per cluster, in queue order:
 
 1. Candidates: nodes of the cluster that take runs now (accepting, not starting) with k

@@ -189,13 +189,15 @@ def test_the_worker_uses_exactly_the_assigned_slots_and_refuses_one_in_use(tmp_p
     import redis
 
     from juqueue.paths import WorkDir
-    from workers.runtime import LiveAttempt, NodeConfig, NodeRuntime
+    from juqueue.workers.attempt import LiveAttempt
+    from juqueue.workers.runtime import NodeConfig, NodeRuntime
+    from juqueue.workers.slots import slot_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
     spec = ClusterSpec(name="c", type="local", num_slots=4, cuda_devices_per_slot=2, cpus_per_slot=1)
     rt = NodeRuntime(WorkDir(tmp_path), NodeConfig(node="n1", token="t", namespace="ns", version="x", cluster=spec),
                      redis.Redis(host="127.0.0.1", port=1))
-    extra, cpus = rt._slot_env({"global_id": "e@r", "attempt": 1, "run_dir": "/r", "cuda": True}, (1, 2))
+    extra, cpus = slot_env({"global_id": "e@r", "attempt": 1, "run_dir": "/r", "cuda": True}, (1, 2), rt.node, rt.cluster, rt.resources)
     assert extra["JUQUEUE_SLOT"] == "1" and extra["JUQUEUE_SLOTS"] == "1,2"
     assert extra["CUDA_VISIBLE_DEVICES"] == "2,3,4,5" and extra["OMP_NUM_THREADS"] == "2"
     emitted = []

@@ -15,9 +15,10 @@ import redis
 
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir
-from juqueue.policy.slots import parse_nvidia_smi_list
-from juqueue.workers import process
+from juqueue.workers import command
+from juqueue.workers.control import NodeControl
 from juqueue.workers.runtime import NodeConfig, NodeRuntime
+from juqueue.workers.slots import parse_nvidia_smi_list, slot_env
 
 
 def fake_venv(path: Path) -> Path:
@@ -31,7 +32,7 @@ def fake_venv(path: Path) -> Path:
 
 
 def run_wrapped(spec: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
-    argv = process.build_argv(spec, env)
+    argv = command.build_argv(spec, env)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -45,7 +46,7 @@ def test_prepend_lines_come_before_the_venv(tmp_path):
     out = run_wrapped(spec, env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "venv python3 -V"
-    script = process.build_argv(spec, env)[2]
+    script = command.build_argv(spec, env)[2]
     assert script.index("export PATH=/usr/bin") < script.index("activate") < script.index('exec "$@"')
 
 
@@ -59,27 +60,27 @@ def test_home_in_venv_expands_against_the_runs_home(tmp_path, venv):
 
 
 def test_expand_home():
-    assert process.expand_home("~", "/h") == "/h"
-    assert process.expand_home("~/a/b", "/h") == "/h/a/b"
-    assert process.expand_home("$HOME/a:${HOME}/b", "/h") == "/h/a:/h/b"
-    assert process.expand_home("$HOMEDIR/a", "/h") == "$HOMEDIR/a"  # another variable
-    assert process.expand_home("/abs/~x", "/h") == "/abs/~x"
-    assert process.expand_home("~root/x", "/h") == os.path.expanduser("~root") + "/x"
+    assert command.expand_home("~", "/h") == "/h"
+    assert command.expand_home("~/a/b", "/h") == "/h/a/b"
+    assert command.expand_home("$HOME/a:${HOME}/b", "/h") == "/h/a:/h/b"
+    assert command.expand_home("$HOMEDIR/a", "/h") == "$HOMEDIR/a"  # another variable
+    assert command.expand_home("/abs/~x", "/h") == "/abs/~x"
+    assert command.expand_home("~root/x", "/h") == os.path.expanduser("~root") + "/x"
 
 
 def test_python_search_path_expands_and_goes_first():
-    env = process.build_env({"HOME": "/h", "PYTHONPATH": "/old"}, {"python_search_path": ["~/src", "$HOME/lib", "/abs"]}, {})
+    env = command.build_env({"HOME": "/h", "PYTHONPATH": "/old"}, {"python_search_path": ["~/src", "$HOME/lib", "/abs"]}, {})
     assert env["PYTHONPATH"] == "/h/src:/h/lib:/abs:/old"
 
 
 def test_no_wrapper_without_venv_or_lines():
-    assert process.build_argv({"cmd": ["echo", 1]}, {}) == ["echo", "1"]
+    assert command.build_argv({"cmd": ["echo", 1]}, {}) == ["echo", "1"]
 
 
 def test_a_venv_that_cannot_be_activated_fails_with_the_reason(tmp_path):
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = run_wrapped({"cmd": ["sh", "-c", "echo ran"], "venv": "~/missing"}, env)
-    assert out.returncode == process.VENV_EXIT_CODE == 127
+    assert out.returncode == command.VENV_EXIT_CODE == 127
     assert out.stdout == ""  # the command never ran: no silent fallback
     assert "juqueue: cannot activate the venv '~/missing'" in out.stderr
     assert f"{tmp_path}/missing/bin/activate does not exist" in out.stderr
@@ -92,9 +93,9 @@ def test_a_venv_that_cannot_be_activated_fails_with_the_reason(tmp_path):
     # the worker reads the wrapper's line back for the run's reason
     log = tmp_path / "attempt-1.err"
     log.write_text("noise from a prepend line\n" + out.stderr)
-    assert process.venv_failure(log) == f"cannot activate the venv '{broken}': sourcing {broken}/bin/activate failed (exit code 3)"
+    assert command.venv_failure(log) == f"cannot activate the venv '{broken}': sourcing {broken}/bin/activate failed (exit code 3)"
     log.write_text("a command that failed on its own\n")
-    assert process.venv_failure(log) is None and process.venv_failure(tmp_path / "none") is None
+    assert command.venv_failure(log) is None and command.venv_failure(tmp_path / "none") is None
 
 
 # ---- the runtime's per-slot environment ---------------------------------------------------------
@@ -108,37 +109,41 @@ def runtime(tmp_path: Path, monkeypatch, cuda_env: str | None, **cluster) -> Nod
     return NodeRuntime(WorkDir(tmp_path), config, redis.Redis(host="127.0.0.1", port=1))  # never contacted
 
 
+def env_of(rt: NodeRuntime, spec: dict, slots: tuple[int, ...] | int) -> tuple[dict[str, str], list[int] | None]:
+    return slot_env(spec, slots, rt.node, rt.cluster, rt.resources)
+
+
 def spec(cuda: bool = False) -> dict:
     return {"global_id": "sweep@lr0.1", "attempt": 2, "run_dir": "/w/runs/sweep/lr0.1", "cuda": cuda}
 
 
 def test_run_id_and_experiment_id(tmp_path, monkeypatch):
     rt = runtime(tmp_path, monkeypatch, None)
-    extra, _ = rt._slot_env(spec(), 0)
+    extra, _ = env_of(rt, spec(), 0)
     assert extra["RUN_ID"] == "lr0.1" and extra["EXPERIMENT_ID"] == "sweep"
     assert extra["JUQUEUE_RUN_ID"] == "sweep@lr0.1" and extra["JUQUEUE_ATTEMPT"] == "2"
     assert "CUDA_VISIBLE_DEVICES" not in extra
-    env = process.build_env({"RUN_ID": "worker's"}, {"env": {"EXPERIMENT_ID": "user's"}}, extra)
+    env = command.build_env({"RUN_ID": "worker's"}, {"env": {"EXPERIMENT_ID": "user's"}}, extra)
     assert env["RUN_ID"] == "lr0.1" and env["EXPERIMENT_ID"] == "sweep"
 
 
 def test_cuda_without_per_slot_takes_the_jobs_devices_one_per_slot(tmp_path, monkeypatch):
     rt = runtime(tmp_path, monkeypatch, "4,7")
-    assert [rt._slot_env(spec(cuda=True), i)[0]["CUDA_VISIBLE_DEVICES"] for i in (0, 1)] == ["4", "7"]
+    assert [env_of(rt, spec(cuda=True), i)[0]["CUDA_VISIBLE_DEVICES"] for i in (0, 1)] == ["4", "7"]
     with pytest.raises(ValueError, match="slot 2 needs 1 CUDA devices.*only 2: 4,7"):
-        rt._slot_env(spec(cuda=True), 2)
-    assert "CUDA_VISIBLE_DEVICES" not in rt._slot_env(spec(cuda=False), 0)[0]  # the job's variable, untouched
+        env_of(rt, spec(cuda=True), 2)
+    assert "CUDA_VISIBLE_DEVICES" not in env_of(rt, spec(cuda=False), 0)[0]  # the job's variable, untouched
 
 
 def test_cuda_with_an_empty_variable_has_no_devices(tmp_path, monkeypatch):
     rt = runtime(tmp_path, monkeypatch, "")
     with pytest.raises(ValueError, match="only 0"):
-        rt._slot_env(spec(cuda=True), 0)
+        env_of(rt, spec(cuda=True), 0)
 
 
 def test_cuda_per_slot_setting_still_wins(tmp_path, monkeypatch):
     rt = runtime(tmp_path, monkeypatch, "0,1,2,3", cuda_devices_per_slot=2)
-    assert rt._slot_env(spec(cuda=True), 1)[0]["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert env_of(rt, spec(cuda=True), 1)[0]["CUDA_VISIBLE_DEVICES"] == "2,3"
 
 
 def test_cuda_unset_asks_nvidia_smi(tmp_path, monkeypatch):
@@ -155,9 +160,9 @@ def test_cuda_unset_asks_nvidia_smi(tmp_path, monkeypatch):
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     rt = runtime(tmp_path, monkeypatch, None)
-    assert [rt._slot_env(spec(cuda=True), i)[0]["CUDA_VISIBLE_DEVICES"] for i in (0, 1)] == ["0", "1"]
+    assert [env_of(rt, spec(cuda=True), i)[0]["CUDA_VISIBLE_DEVICES"] for i in (0, 1)] == ["0", "1"]
     with pytest.raises(ValueError, match="nvidia-smi"):
-        rt._slot_env(spec(cuda=True), 2)
+        env_of(rt, spec(cuda=True), 2)
     assert (tmp_path / "calls").read_text().count("x") == 1  # asked once
 
 
@@ -165,7 +170,7 @@ def test_cuda_unset_without_nvidia_smi_has_no_devices(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi here
     rt = runtime(tmp_path, monkeypatch, None)
     with pytest.raises(ValueError, match="only 0: none"):
-        rt._slot_env(spec(cuda=True), 0)
+        env_of(rt, spec(cuda=True), 0)
 
 
 def test_parse_nvidia_smi_list():
@@ -179,10 +184,10 @@ def test_the_job_scripts_stop_file_shuts_the_worker_down_at_once(tmp_path, monke
     """scancel: the job script's TERM trap writes nodes/<node>/stopping before Celery may have
     handled its own TERM; the control loop's check makes the worker stop (its heartbeats say so)."""
     rt = runtime(tmp_path, monkeypatch, None)
-    rt._check_stop_file()
+    NodeControl(rt)._check_stop_file()
     assert not rt.stopping
     node_dir = WorkDir(tmp_path).node_dir("n1")
     node_dir.mkdir(parents=True, exist_ok=True)
     (node_dir / "stopping").write_text("")
-    rt._check_stop_file()
+    NodeControl(rt)._check_stop_file()
     assert rt.stopping and rt.draining

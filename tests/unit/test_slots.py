@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from juqueue.policy.slots import parse_cuda_visible_devices, slot_cpus, slot_cuda_devices
+from juqueue.workers.slots import parse_cuda_visible_devices, slot_cpus, slot_cuda_devices
 
 
 def test_issue_example_devices_3567_two_per_slot() -> None:
