@@ -8,7 +8,7 @@ Which module decides what:
 - scaling: how many nodes a cluster needs, which idle nodes to release (`scaling.py`); demand in
   slots and whether a k-slot run fits a node at all (`slot_demand.py`).
 - placement: which slot indices of which node each queued run gets (`slot_placement.py`); which
-  GPUs and CPUs a slot gets (`slots.py`).
+  GPUs and CPUs a slot gets is the worker's (`juqueue.workers.slots`).
 - consolidation: which surplus nodes to release or empty, and where their runs move
   (`consolidation.py`, over the snapshot in `consolidation_model.py`); what a move costs and saves
   (`consolidation_cost.py`).

@@ -10,5 +10,5 @@ loop), `events` (the event queue), `cluster` (SimCluster: nodes, slots, runs, qu
 scale-in rule and step), `replacements` (wall time without a gap), `snapshot` (the consolidation
 snapshot). Input and output: `sources` (def dirs, a work dir's store, CSV
 files), `inputs` (the CLI's options resolved), `plot` (matplotlib, the extra `.[plot]`); the
-command is `juqueue.cli_simulate`.
+command is `juqueue.cli.simulate`.
 """
