@@ -141,7 +141,9 @@ def _check_plan(cluster: ClusterSnapshot, plan: ClusterPlan, now: float = NOW) -
         assert slots <= by_name[name].free_slots
     # Never loses more than it saves; the gates held.
     assert _lost(source, cfg) <= _saved(source, cfg) + 1e-9
-    assert cluster.surplus_since is not None and now - cluster.surplus_since >= cfg.consolidate_after_s
+    # surplus since this instant when not before: only `consolidate_after: 0` acts at once
+    since = cluster.surplus_since if cluster.surplus_since is not None else now
+    assert now - since >= cfg.consolidate_after_s
     assert all(now - n.started_at >= cfg.consolidate_after_s for n in cluster.nodes if n.started_at is not None)
     assert plan.refusal is None
 
