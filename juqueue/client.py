@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 import httpx
 
 from juqueue.paths import WorkDir, read_json, write_json_atomic
+from juqueue.processes import pid_alive
 
 DEFAULT_URL = "http://127.0.0.1:51234"
 UNIX_PREFIX = "unix:"  # an address `unix:/path` is the API on that Unix socket
@@ -37,18 +38,6 @@ def registry_path(home: Path | None = None) -> Path:
 def load_registry(path: Path) -> dict[str, dict]:
     data = read_json(path)
     return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def live_registry_entries(registry: Mapping[str, dict], alive: Callable[[int | None], bool],

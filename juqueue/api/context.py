@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from juqueue.controller.controller import Controller
 from juqueue.definitions.models import ClusterSpec
@@ -17,7 +17,8 @@ class AppContext:
     controller: Controller
     token: str
     work: WorkDir
-    clusters: dict[str, ClusterSpec]
+    # clusters.yaml as last applied: an immutable snapshot the controller replaces after a reload
+    clusters: Callable[[], Mapping[str, ClusterSpec]]
     port: int
     reload: Callable[..., dict]  # reload(yes=...): evaluates the def dir in a subprocess and applies it; the summary
     request_stop: Callable[[bool], dict]  # (cancel_jobs) -> what will happen; the server stops shortly after

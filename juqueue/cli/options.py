@@ -52,7 +52,7 @@ class Connection:
 
 @dataclass(frozen=True)
 class ServeArgs:
-    """The server's flags as given; juqueue.server.ServeOptions is what the server gets
+    """The server's flags as given; juqueue.serve.ServeOptions is what the server gets
     (both directories required and resolved)."""
 
     def_dir: DefDirOpt = None

@@ -18,8 +18,7 @@ def serve_from_args(args: ServeArgs) -> NoReturn:
     """Run the server until it stops; exit with its code."""
     if args.def_dir is None or args.work_dir is None:
         fail("serve needs both --def-dir and --work-dir")
-    from juqueue.server import ServeOptions
-    from juqueue.server_runtime import run_server
+    from juqueue.serve import ServeOptions, run_server
 
     opts = ServeOptions(def_dir=Path(args.def_dir).expanduser().resolve(),
                         work_dir=Path(args.work_dir).expanduser().resolve(),

@@ -23,6 +23,9 @@ class ControllerConfig:
     task_events: bool = False  # workers send Celery task events (Flower's task view)
     store_retry_max_s: float = 5.0
     hold_new: bool = False  # `serve --hold-new`: every run that first appears is held  # back-off ceiling while the store refuses commits
+    # for a node whose cluster left clusters.yaml (clusters that set none get these from `serve`'s Settings)
+    heartbeat_interval_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0
 
 
 @dataclass

@@ -19,7 +19,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,6 +47,7 @@ from juqueue.controller.recovery import Recovery
 from juqueue.controller.shutdown import shutdown_nodes
 from juqueue.controller.state import ControllerState
 from juqueue.controller.usage import UsageSampler
+from juqueue.definitions.models import ClusterSpec
 from juqueue.events import Event
 from juqueue.store.store import Store, WriteBatch
 
@@ -83,6 +85,9 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._last_tick = 0.0
         self.store_error: str | None = None  # "store unavailable: ..." while commits fail
+        # clusters.yaml as last applied, for other threads (the API): config.clusters changes on
+        # this controller's thread only; readers get an immutable copy, replaced whole after a reload
+        self.clusters_view: Mapping[str, ClusterSpec] = MappingProxyType(dict(config.clusters))
         self.keys = stream.keys
 
     @classmethod
@@ -151,7 +156,10 @@ class Controller:
         return self.actions.apply_definitions(result)
 
     def apply_clusters(self, clusters: dict) -> dict:  # type: ignore[type-arg]
-        return self.actions.apply_clusters(clusters)
+        """On the controller thread: apply a reloaded clusters.yaml, then publish the new view."""
+        changes = self.actions.apply_clusters(clusters)
+        self.clusters_view = MappingProxyType(dict(self.config.clusters))
+        return changes
 
     def cluster_health(self) -> dict[str, str | None]:
         return {name: h.paused_reason for name, h in self.s.health.items()}

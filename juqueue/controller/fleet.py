@@ -199,7 +199,7 @@ class Fleet:
             else:
                 self.loss.node_gone(node, reason, now)
             return
-        timeout = spec.heartbeat_timeout if spec else 30.0
+        timeout = spec.heartbeat_timeout if spec else self.s.config.heartbeat_timeout_s
         silent = node.last_heartbeat is not None and now - node.last_heartbeat > timeout
         if silent and node.state == NodeState.STOPPING and backend.loss_confirmed_by_scheduler and node.stop_sent_at:
             # Cancelled already: wait for the scheduler to confirm; ask again only after a while.

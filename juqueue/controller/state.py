@@ -92,7 +92,7 @@ class ControllerState:
         """How long a node that is up may take to list an attempt published to it: its worker
         takes the message within seconds; three heartbeats and a minute leave room for a slow start."""
         spec = self.config.clusters.get(node.cluster)
-        return max(MESSAGE_GRACE_S, 3 * (spec.heartbeat_interval if spec else 5.0))
+        return max(MESSAGE_GRACE_S, 3 * (spec.heartbeat_interval if spec else self.config.heartbeat_interval_s))
 
     def warning_at(self, node: NodeInfo) -> float | None:
         """When the node's wall-time warning comes (SLURM's USR1, `signal_lead` before its limit;

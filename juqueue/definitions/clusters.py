@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -95,13 +95,14 @@ def _normalize(path: Path, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_cluster(path: Path, name: str, raw: Any) -> ClusterSpec:
-    """One cluster's fields as a validated ClusterSpec; errors name file, cluster and field."""
+def parse_cluster(path: Path, name: str, raw: Any, defaults: Mapping[str, Any] | None = None) -> ClusterSpec:
+    """One cluster's fields as a validated ClusterSpec; errors name file, cluster and field.
+    `defaults` fill the fields the cluster does not set (`serve`'s heartbeat settings)."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise _fail(path, str(name), None, "cluster names may hold letters, digits, '_', '.', '-'")
     if not isinstance(raw, dict):
         raise _fail(path, name, None, "expected a mapping of fields")
-    fields = _normalize(path, name, raw)
+    fields = {**(defaults or {}), **_normalize(path, name, raw)}
     try:
         spec = ClusterSpec(name=name, **fields)
     except ValidationError as exc:
@@ -115,8 +116,9 @@ def parse_cluster(path: Path, name: str, raw: Any) -> ClusterSpec:
     return spec
 
 
-def load_clusters(path: Path) -> dict[str, ClusterSpec]:
-    """Read clusters.yaml; raise ConfigError naming file, cluster and field on any problem."""
+def load_clusters(path: Path, defaults: Mapping[str, Any] | None = None) -> dict[str, ClusterSpec]:
+    """Read clusters.yaml; raise ConfigError naming file, cluster and field on any problem.
+    `defaults` (field -> value) fill what a cluster leaves out; the cluster's own keys win."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -129,4 +131,4 @@ def load_clusters(path: Path) -> dict[str, ClusterSpec]:
         raise ConfigError(f"{path}: is empty (define at least one cluster)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of cluster name -> fields")
-    return {str(name): parse_cluster(Path(path), name, raw) for name, raw in data.items()}
+    return {str(name): parse_cluster(Path(path), name, raw, defaults) for name, raw in data.items()}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from juqueue.errors import WorkDirMigrationError
+from juqueue.file_lock import acquire_flock, release_flock
 from juqueue.paths import STATE_DIR_NAME, LegacyWorkDir, OriginalWorkDir, WorkDir
 from juqueue.store.raw_reads import LiveNode, live_nodes_in_store
 from juqueue.workdir.moves import RUNS_IN_TRANSIT
@@ -53,23 +54,14 @@ class OldLayoutLock:
         path = self.legacy.lock_file
         if not path.is_file():
             return self
-        fh = open(path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise WorkDirMigrationError(
-                f"work dir {self.legacy.root} is in the layout of an earlier JuQueue release and in use by its server "
-                f"({holder}; lock {path}); stop it first, then start this one to migrate the work dir") from None
-        self.fh = fh
+        self.fh = acquire_flock(path, lambda holder: WorkDirMigrationError(
+            f"work dir {self.legacy.root} is in the layout of an earlier JuQueue release and in use by its server "
+            f"({holder}; lock {path}); stop it first, then start this one to migrate the work dir"), record_holder=False)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.fh is not None:
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-            self.fh.close()
+            release_flock(self.fh)
 
 
 def check_experiment_names(work: WorkDir, legacy: LegacyWorkDir) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from juqueue import processes
 from juqueue.paths import WorkDir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,17 +159,8 @@ def kill_leftovers(work_dir: Path) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Alive and not a zombie."""
+    return processes.pid_alive(pid, zombie_is_dead=True)
 
 
 def assert_attempts_never_overlapped(server: Server, global_id: str) -> list[dict]:

@@ -83,7 +83,7 @@ def setup(tmp_path: Path):
     controller = FakeController()
     stops: list[bool] = []
     ctx = AppContext(store=store, controller=controller, token=TOKEN, work=work,  # type: ignore[arg-type]
-                     clusters={"local": ClusterSpec(name="local", type="local", num_slots=2)}, port=PORT,
+                     clusters=lambda: {"local": ClusterSpec(name="local", type="local", num_slots=2)}, port=PORT,
                      reload=lambda: {"added": [], "updated": [], "undefined": [], "errors": ["x.py: boom"]},
                      request_stop=lambda cancel: stops.append(cancel) or {"stopping": True, "cancel_jobs": cancel},
                      flower_url=None)

@@ -94,7 +94,7 @@ def test_client_commands_against_the_app(tmp_path: Path, monkeypatch):
     with store.session() as s:
         s.add(RunRow(global_id="e@a", experiment="e", run_id="a", cluster="local", status="queued", queued_at=1.0))
         s.commit()
-    ctx = AppContext(store=store, controller=None, token="right", work=WorkDir(work), clusters={}, port=1,  # type: ignore[arg-type]
+    ctx = AppContext(store=store, controller=None, token="right", work=WorkDir(work), clusters=dict, port=1,  # type: ignore[arg-type]
                      reload=dict, request_stop=lambda c: {})
     test_client = TestClient(create_app(ctx))
 

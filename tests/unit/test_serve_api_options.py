@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from juqueue.errors import ConfigError
-from juqueue.server import ServeOptions, api_port, bind_unix_socket
+from juqueue.serve.listen import api_port, bind_unix_socket
+from juqueue.serve.options import ServeOptions
 
 
 def test_api_port_choices(tmp_path):

@@ -40,7 +40,7 @@ def get_status(ctx: ContextDep) -> dict:
         nodes, health, errors, scaling = c.call(snapshot)
     clusters: dict[str, dict] = {
         name: {"name": name, "type": spec.type, "paused_reason": health.get(name), **scaling.get(name, {}), "nodes": []}
-        for name, spec in ctx.clusters.items()
+        for name, spec in ctx.clusters().items()
     }
     for node in nodes:
         entry = clusters.setdefault(node["cluster"], {"name": node["cluster"], "type": node.get("type"),

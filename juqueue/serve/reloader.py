@@ -1,0 +1,108 @@
+"""The reloader step: the definitions applied at start (and the original JuQueue's statuses
+adopted into a new store), then `reload` for the API: clusters.yaml and the definitions
+re-read and applied, with a confirmation when many live runs would stop."""
+
+from __future__ import annotations
+
+import logging
+
+from juqueue.controller.controller import Controller
+from juqueue.definitions.models import ClusterSpec
+from juqueue.errors import ConfigError
+from juqueue.serve.backends_step import add_slurm_backend
+from juqueue.serve.broker_step import is_loopback
+from juqueue.serve.context import ServeContext
+
+log = logging.getLogger("juqueue.server")
+
+CONFIRM_STOPS = 10  # a reload that stops more live runs than this needs `--yes`
+
+
+class Reloader:
+    """Evaluates on the caller's thread (a subprocess), applies on the controller thread."""
+
+    def __init__(self, ctx: ServeContext, controller: Controller) -> None:
+        self.ctx = ctx
+        self.controller = controller
+
+    def reload_clusters(self) -> tuple[dict, list[str]]:
+        """Re-read clusters.yaml and apply it; a file with errors changes nothing."""
+        from juqueue.definitions.clusters import load_clusters
+
+        path = self.ctx.def_dir / "clusters.yaml"
+        try:
+            new = load_clusters(path, self.ctx.settings.cluster_defaults())
+        except ConfigError as exc:
+            return {}, [f"{exc} (clusters.yaml not applied)"]
+        return self.controller.call(lambda: self._apply_clusters(path, new))  # type: ignore[return-value]
+
+    def _apply_clusters(self, path: object, new: dict[str, ClusterSpec]) -> tuple[dict, list[str]]:
+        """On the controller thread, which owns the backends and the cluster set."""
+        backends, broker = self.controller.backends, self.ctx.broker
+        first_slurm = sorted(n for n, c in new.items() if c.type == "slurm") if "slurm" not in backends else []
+        if first_slurm and broker is not None and is_loopback(broker.host):
+            return {}, [f"{path}: cluster {first_slurm[0]!r} is the first slurm cluster, but the embedded broker listens on "
+                        f"{broker.host} only, which compute nodes cannot reach: restart `juqueue serve` (with "
+                        "--broker-host if needed) to add it; clusters.yaml was not applied"]
+        add_slurm_backend(backends, self.ctx.work, new)
+        return self.controller.apply_clusters(new), []
+
+    def reload(self, yes: bool = False, reread_clusters: bool = True) -> dict:
+        """Re-read clusters.yaml and the definitions and apply them. More than CONFIRM_STOPS live
+        runs to stop (their definitions changed) needs `yes`; else nothing is applied. At start
+        clusters.yaml was just read: `reread_clusters=False` leaves it."""
+        from juqueue.definitions.evaluate import load_definitions
+
+        controller = self.controller
+        result = load_definitions(self.ctx.def_dir, set(controller.clusters_view), timeout_s=self.ctx.settings.eval_timeout_s)
+        if not yes and not getattr(result, "aborted", False):
+            would_stop = controller.call(lambda: controller.actions.preview_stops(result))
+            if len(would_stop) > CONFIRM_STOPS:  # type: ignore[arg-type]
+                return {"added": [], "updated": [], "undefined": [], "stopped": [], "errors": [],
+                        "needs_confirmation": True, "would_stop": would_stop}
+        cluster_changes, cluster_errors = self.reload_clusters() if reread_clusters else ({}, [])
+        if getattr(result, "aborted", False):
+            errors = cluster_errors + [str(e) for e in result.errors]
+            controller.definition_errors = errors
+            return {"added": [], "updated": [], "undefined": [], "stopped": [], "errors": errors, "clusters": cluster_changes}
+        summary = controller.call(lambda: controller.apply_definitions(result))
+        summary["errors"] = cluster_errors + summary["errors"]  # type: ignore[index]
+        summary["clusters"] = cluster_changes  # type: ignore[index]
+        if cluster_errors:
+            controller.definition_errors = summary["errors"]  # type: ignore[index]
+        return summary  # type: ignore[return-value]
+
+    def adopt_original_statuses(self) -> None:
+        """A work dir the original JuQueue used: its runs keep what it knew (finished runs are not
+        rerun, inactive ones are held), read once, when this store is new."""
+        from juqueue.original_statuses import original_run_statuses
+
+        found = original_run_statuses(self.ctx.work.root)
+        for warning in found.warnings:
+            log.warning("original work dir: %s", warning)
+        if found.statuses:
+            controller = self.controller
+            done = controller.call(lambda: controller.actions.adopt_original(found.statuses))
+            log.info("original work dir: kept the status of %d run(s) from juqueue-run.json", len(done))  # type: ignore[arg-type]
+
+
+class ReloaderStep:
+    """Reads the def dir and the settings' evaluation timeout; fills ctx.reload. At start the
+    definitions are applied (nothing runs yet, so nothing to confirm) and their errors logged;
+    a new store adopts the original JuQueue's statuses. Stop undoes nothing."""
+
+    name = "reloader"
+    requires: tuple[str, ...] = ("controller",)
+
+    def start(self, ctx: ServeContext) -> None:
+        assert ctx.controller is not None
+        reloader = Reloader(ctx, ctx.controller)
+        summary = reloader.reload(yes=True, reread_clusters=False)
+        for error in summary["errors"]:
+            log.error("definition error: %s", error)
+        if ctx.fresh_store:
+            reloader.adopt_original_statuses()
+        ctx.reload = reloader.reload
+
+    def stop(self, ctx: ServeContext) -> None:
+        ctx.reload = None
