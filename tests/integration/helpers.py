@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,15 +14,11 @@ from pathlib import Path
 import httpx
 
 from juqueue.paths import WorkDir
+from support.processes import free_port, kill_pids, work_dir_pids
+from support.serve import launch_serve, serve_env, wait_serve_ready
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_defs(def_dir: Path, clusters: str, experiments: dict[str, str]) -> Path:
@@ -43,8 +38,7 @@ class Server:
         self.def_dir, self.work_dir = def_dir, work_dir
         self.port = port or free_port()
         self.extra = list(extra)
-        self.env = dict(os.environ, **(env or {}))
-        self.env.pop("JUQUEUE_URL", None)
+        self.env = serve_env(env)
         self.proc: subprocess.Popen | None = None
         self.log = work_dir.parent / f"serve-{work_dir.name}.log"
 
@@ -54,25 +48,15 @@ class Server:
 
     def start(self, tick: float = 1.0, wait: bool = True) -> "Server":
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "juqueue", "serve", "--def-dir", str(self.def_dir), "--work-dir", str(self.work_dir),
-               "--port", str(self.port), "--tick-interval", str(tick), *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.proc = launch_serve(self.def_dir, self.work_dir, self.log, "--port", str(self.port), "--tick-interval", str(tick),
+                                 *self.extra, env=self.env)
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"serve did not answer within {timeout} s:\n{self.log.read_text()[-4000:]}")
+        assert self.proc is not None, "start() first"
+        wait_serve_ready(self.proc, self.url, self.work_dir, self.log, timeout)
 
     @property
     def token(self) -> str:
@@ -136,39 +120,7 @@ class Server:
 
 def kill_leftovers(work_dir: Path) -> None:
     """Tests never leave processes behind: workers, runs and the embedded broker of a work dir."""
-    me = os.getpid()
-    needle = str(work_dir).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = b""
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                pass
-        except OSError:
-            continue
-        if needle in cmdline or needle in environ:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    kill_pids(work_dir_pids(work_dir))
 
 
 def assert_attempts_never_overlapped(server: Server, global_id: str) -> list[dict]:

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from helpers import Server, write_defs
-from slurm_helpers import live_jobs, require_slurm, slurm_cluster, slurm_jobs, squeue  # noqa: F401  (fixture)
+from slurm_helpers import require_slurm, slurm_jobs  # noqa: F401  (fixture)
+from support.slurm import slurm_cluster, squeue
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 

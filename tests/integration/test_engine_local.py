@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 
-from helpers import REPO, Server, pid_alive, write_defs
+from helpers import REPO, Server, write_defs
+from support.processes import pid_alive
 from juqueue.paths import WorkDir
 
 LOCAL_2x1 = """

@@ -7,7 +7,8 @@ import time
 
 import httpx
 
-from helpers import Server, free_port, write_defs
+from helpers import Server, write_defs
+from support.processes import free_port
 from juqueue.paths import WorkDir
 
 

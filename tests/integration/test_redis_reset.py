@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from helpers import Server, assert_attempts_never_overlapped, free_port, write_defs
+from helpers import Server, assert_attempts_never_overlapped, write_defs
+from support.processes import free_port
 from juqueue.paths import WorkDir
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from helpers import Server, write_defs
-from slurm_helpers import nodes, require_slurm, slurm_cluster, slurm_jobs  # noqa: F401  (fixture)
+from slurm_helpers import nodes, require_slurm, slurm_jobs  # noqa: F401  (fixture)
+from support.slurm import slurm_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 

@@ -13,13 +13,15 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import FINAL, REPO, Server, free_port, write_defs
+from helpers import FINAL, REPO, Server, write_defs
+from support.processes import free_port
+from support.serve import launch_serve, log_tail, serve_env
+from support.waiting import wait_until
 from slurm_helpers import require_slurm, slurm_jobs  # noqa: F401  (fixture)
 from test_security import _ensure_other_user
 from juqueue.paths import WorkDir
@@ -81,27 +83,14 @@ def previous_layout(workspace: Path, broker_port: int | None = None) -> tuple[Pa
 
 def start_serve(defs: Path, work: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     log = work.parent / f"serve-{work.name}.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR")}
-    proc = subprocess.Popen([sys.executable, "-m", "juqueue", "serve", "--def-dir", str(defs), "--work-dir", str(work),
-                             "--tick-interval", "1", *extra],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return proc, log
+    env = serve_env(drop=("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"))
+    return launch_serve(defs, work, log, "--tick-interval", "1", *extra, env=env), log
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR")}
+    env = serve_env(drop=("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"))
     return subprocess.run([sys.executable, "-m", "juqueue", *args], capture_output=True, text=True, env=env, timeout=120,
                           cwd=cwd)
-
-
-def wait_until(what: str, predicate, timeout: float, log: Path | None = None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\n{log.read_text()[-4000:]}" if log else ""))
 
 
 def tcp_listeners(pid: int) -> list[str]:
@@ -236,7 +225,7 @@ def test_unix_socket_api_is_private_and_the_cli_uses_it(workspace):
     proc, log = start_serve(defs, work, "--unix-socket", str(sock))
     try:
         recorded = wait_until("server.json", lambda: json.loads(WorkDir(work).server_file.read_text())
-                              if WorkDir(work).server_file.exists() else None, 60, log)
+                              if WorkDir(work).server_file.exists() else None, 60, detail=lambda: log_tail(log))
         assert recorded["url"] == f"unix:{sock}" and recorded["unix_socket"] == str(sock) and recorded["port"] is None
         assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.lstat().st_mode) == 0o600
         assert tcp_listeners(proc.pid) == [], "--unix-socket alone opened a TCP port"
@@ -246,7 +235,8 @@ def test_unix_socket_api_is_private_and_the_cli_uses_it(workspace):
 
         # The owner's CLI finds the socket from the work dir (option, or the current directory).
         wait_until("runs final", lambda: (r := cli("runs", "--json", "--work-dir", str(work))).returncode == 0
-                   and len(json.loads(r.stdout)) == 3 and all(x["status"] in FINAL for x in json.loads(r.stdout)), 90, log)
+                   and len(json.loads(r.stdout)) == 3 and all(x["status"] in FINAL for x in json.loads(r.stdout)), 90,
+                   detail=lambda: log_tail(log))
         status = cli("status", "--work-dir", str(work))
         assert status.returncode == 0, status.stderr
         assert "Runs" in status.stdout and "completed" in status.stdout
@@ -286,7 +276,8 @@ def test_port_minus_one_runs_without_an_api(workspace):
     proc, log = start_serve(defs, work, "--port", "-1")
     try:
         wait_until("runs final", lambda: WorkDir(work).db_file.exists() and (s := store_statuses(work))
-                   and len(s) == 3 and all(v == "completed" for v in s.values()), 90, log)
+                   and len(s) == 3 and all(v == "completed" for v in s.values()), 90,
+                   detail=lambda: log_tail(log))
         assert proc.poll() is None, "serve without an API must keep running"
         assert tcp_listeners(proc.pid) == [], "--port -1 opened a TCP port"
         recorded = json.loads(WorkDir(work).server_file.read_text())

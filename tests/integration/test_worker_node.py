@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from helpers import free_port
+from support.processes import free_port
 from test_redis_reset import _valkey
 
 from juqueue.definitions.models import ClusterSpec

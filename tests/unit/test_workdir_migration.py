@@ -6,7 +6,6 @@ import fcntl
 import json
 import logging
 import os
-import socket
 import sqlite3
 import stat
 from pathlib import Path
@@ -21,6 +20,7 @@ from juqueue.errors import ConfigError
 from juqueue.workdir_migration import (
     WorkDirMigrationError, live_nodes_in_store, migrate_work_dir, needs_migration, original_run_statuses,
 )
+from support.processes import free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -274,9 +274,7 @@ def test_api_port_choices(tmp_path):
     opts = ServeOptions(def_dir=tmp_path, work_dir=tmp_path)
     assert api_port(ServeOptions(def_dir=tmp_path, work_dir=tmp_path, port=-1)) is None
     assert api_port(ServeOptions(def_dir=tmp_path, work_dir=tmp_path, unix_socket=tmp_path / "s")) is None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = free_port()
     assert api_port(ServeOptions(def_dir=tmp_path, work_dir=tmp_path, unix_socket=tmp_path / "s", port=free)) == free
     assert api_port(opts) is not None
 
