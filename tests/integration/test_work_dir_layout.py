@@ -18,12 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import FINAL, REPO, Server, write_defs
+from helpers import FINAL, REPO, Server, ensure_other_user, write_defs
 from support.processes import free_port
 from support.serve import launch_serve, log_tail, serve_env
 from support.waiting import wait_until
 from slurm_helpers import require_slurm, slurm_jobs  # noqa: F401  (fixture)
-from test_security import _ensure_other_user
 from juqueue.paths import WorkDir
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -216,7 +215,7 @@ def test_migration_is_refused_while_a_slurm_job_of_the_work_dir_lives(workspace,
 
 # ---------------------------------------------------------------------- --unix-socket and --port -1
 def test_unix_socket_api_is_private_and_the_cli_uses_it(workspace):
-    other = _ensure_other_user()
+    other = ensure_other_user()
     defs = write_defs(workspace / "defs", LOCAL, {"quick.yaml": QUICK})
     work = workspace / "work"
     sock_dir = Path(tempfile.mkdtemp(prefix="jq-sock-", dir="/tmp"))
