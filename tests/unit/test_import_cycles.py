@@ -62,56 +62,26 @@ def import_graph(modules: dict[str, Path]) -> dict[str, dict[str, int]]:
 
 
 def find_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
-    """One cycle (a closed path of module names) per strongly connected component that has one."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[set[str]] = []
+    """Closed paths of module names, one per import that leads back into the current import chain
+    (a depth-first search's back edges): none exactly when the graph has no cycle."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    chain: list[str] = []
 
-    def connect(v: str) -> None:  # Tarjan, recursive: the package has a few hundred modules at most
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph[v]:
-            if w not in index:
-                connect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = set()
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.add(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                components.append(component)
+    def visit(module: str) -> None:  # recursive: the package has a few hundred modules at most
+        chain.append(module)
+        for imported in sorted(graph[module]):
+            if imported in chain:
+                cycles.append(chain[chain.index(imported):] + [imported])
+            elif imported not in done:
+                visit(imported)
+        chain.pop()
+        done.add(module)
 
-    for v in sorted(graph):
-        if v not in index:
-            connect(v)
-    return [_cycle_in(graph, component) for component in components]
-
-
-def _cycle_in(graph: dict[str, dict[str, int]], component: set[str]) -> list[str]:
-    """A shortest path from the component's first module back to itself, within the component."""
-    start = min(component)
-    paths = {start: [start]}
-    frontier = [start]
-    while frontier:
-        following = []
-        for v in frontier:
-            for w in sorted(graph[v]):
-                if w == start:
-                    return paths[v] + [start]
-                if w in component and w not in paths:
-                    paths[w] = paths[v] + [w]
-                    following.append(w)
-        frontier = following
-    raise AssertionError(f"no cycle through {start} in {sorted(component)}")  # cannot happen in an SCC
+    for module in sorted(graph):
+        if module not in done:
+            visit(module)
+    return cycles
 
 
 def describe(graph: dict[str, dict[str, int]], modules: dict[str, Path], cycle: list[str]) -> str:
