@@ -21,6 +21,20 @@ from support.serve import launch_serve, serve_env, wait_serve_ready
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
+V1_T0 = 1_700_000_000.0  # the clock of tests/fixtures/store_v1.sql
+# Runs that store_v1.sql holds as finished, as `brief` gives them: whatever upgrades or migrates that
+# store must keep them exactly as they were, not rerun.
+V1_FINISHED = {
+    "legacy@ok_first": ("completed", 1, 0, V1_T0 + 4, V1_T0 + 5),
+    "legacy@ok_retried": ("completed", 2, 0, V1_T0 + 23, V1_T0 + 24),
+    "legacy@bad": ("failed", 1, 3, V1_T0 + 7, V1_T0 + 8),
+    "legacy@cancelled_mid": ("cancelled", 1, -15, V1_T0 + 7, V1_T0 + 9),
+}
+
+
+def brief(run: dict) -> tuple:
+    """(status, attempt, exit_code, started_at, ended_at) of a run as the API or `runs --json` lists it."""
+    return run["status"], run["attempt"], run["exit_code"], run["started_at"], run["ended_at"]
 
 
 def write_defs(def_dir: Path, clusters: str, experiments: dict[str, str]) -> Path:

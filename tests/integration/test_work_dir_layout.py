@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import FINAL, REPO, Server, ensure_other_user, write_defs
+from helpers import FINAL, REPO, V1_FINISHED, Server, brief, ensure_other_user, write_defs
 from support.processes import free_port
 from support.serve import launch_serve, log_tail, serve_env
 from support.waiting import wait_until
@@ -26,7 +26,6 @@ from slurm_helpers import require_slurm, slurm_jobs  # noqa: F401  (fixture)
 from juqueue.paths import WorkDir
 
 FIXTURES = REPO / "tests" / "fixtures"
-T0 = 1_700_000_000.0  # the v1 fixture's clock
 
 LOCAL = """
 local:
@@ -143,16 +142,8 @@ def test_previous_layout_is_migrated_and_served_nothing_reruns(workspace):
         runs = server.wait_for(lambda rs: rs if len(rs) == 7 and all(r["status"] in FINAL for r in rs) else None, 120,
                                "the queued runs to finish")
         by_id = {r["global_id"]: r for r in runs}
-
-        def brief(gid: str) -> tuple:
-            r = by_id[gid]
-            return r["status"], r["attempt"], r["exit_code"], r["started_at"], r["ended_at"]
-
         # Finished under the previous layout: exactly as they were, not rerun.
-        assert brief("legacy@ok_first") == ("completed", 1, 0, T0 + 4, T0 + 5)
-        assert brief("legacy@ok_retried") == ("completed", 2, 0, T0 + 23, T0 + 24)
-        assert brief("legacy@bad") == ("failed", 1, 3, T0 + 7, T0 + 8)
-        assert brief("legacy@cancelled_mid") == ("cancelled", 1, -15, T0 + 7, T0 + 9)
+        assert {gid: brief(by_id[gid]) for gid in V1_FINISHED} == V1_FINISHED
         # Queued ones ran, the interrupted one from the checkpoint that moved with its directory.
         assert by_id["legacy@waiting"]["status"] == "completed"
         assert by_id["legacy@interrupted"]["status"] == "completed" and by_id["legacy@interrupted"]["attempt"] == 2
