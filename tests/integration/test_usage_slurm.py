@@ -43,6 +43,8 @@ def test_slurm_job_bills_from_its_slurm_start_and_its_end_is_estimated(workspace
         while time.time() < deadline and not ended:
             ended = [n for n in nodes(server) if not n["live"] and n["billed_until"]]
             time.sleep(1)
+        # one run, one job: a second ended node means the run was interrupted and rerun elsewhere
+        assert len(ended) == 1, f"expected one ended node, got {ended}\nserve log:\n{server.log.read_text()[-4000:]}"
         (node,) = ended
         assert node["billed_from"] == starts[node["job_id"]], (node, starts)
         assert node["billed_estimated"] is True
