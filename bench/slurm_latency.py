@@ -55,6 +55,13 @@ def queued_to_started(srv: Serve, gid: str) -> float:
     return s - q
 
 
+def one_true_run(srv: Serve, name: str, poll: float, timeout: float) -> float:
+    """Experiment `name` of one `true` run on cluster c, to its end: its queued -> started seconds."""
+    srv.add_experiment(f"{name}.yaml", one_run(name, "c", ["true"]))
+    srv.wait_experiment_final(name, 1, poll, timeout)
+    return queued_to_started(srv, f"{name}@r")
+
+
 def live_nodes(srv: Serve, cluster: str) -> list[dict]:
     return [n for n in srv.api("GET", "/api/nodes").json() if n.get("live") and n.get("cluster") == cluster]
 
@@ -92,10 +99,7 @@ def bench_warm(root: Path, partition: str, k: int, out: list[float]) -> None:
         srv.add_experiment("warmup.yaml", one_run("warmup", "c", ["sleep", "2"]))
         srv.wait_experiment_final("warmup", 1, 0.5, 300)
         for i in range(k):
-            name = f"warm{i}"
-            srv.add_experiment(f"{name}.yaml", one_run(name, "c", ["true"]))
-            srv.wait_experiment_final(name, 1, 0.05, 120)
-            out.append(queued_to_started(srv, f"{name}@r"))
+            out.append(one_true_run(srv, f"warm{i}", 0.05, 120))
             log(f"warm {i + 1}/{k}: {out[-1] * 1000:.1f} ms")
 
 
@@ -105,10 +109,7 @@ def bench_cold(root: Path, partition: str, k: int, out: list[float]) -> None:
         for i in range(k):
             wait_for(srv, "no live node and no live SLURM job of the cold cluster",
                      lambda: not live_nodes(srv, "c") and not live_jobs(job_name), 180, 0.5)
-            name = f"cold{i}"
-            srv.add_experiment(f"{name}.yaml", one_run(name, "c", ["true"]))
-            srv.wait_experiment_final(name, 1, 0.1, 300)
-            out.append(queued_to_started(srv, f"{name}@r"))
+            out.append(one_true_run(srv, f"cold{i}", 0.1, 300))
             log(f"cold {i + 1}/{k}: {out[-1] * 1000:.1f} ms")
 
 

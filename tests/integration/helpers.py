@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 from juqueue.paths import WorkDir
 from support.processes import free_port, kill_pids, work_dir_pids
 from support.serve import launch_serve, serve_env, wait_serve_ready
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
@@ -93,18 +93,18 @@ class Server:
         return resp.json()
 
     def wait_for(self, predicate, timeout: float = 120, what: str = "condition"):
-        deadline = time.time() + timeout
+        """predicate(runs)'s first truthy value, polling the run list (an API that does not answer yet is no answer)."""
         last = None
-        while time.time() < deadline:
+
+        def check():
+            nonlocal last
             try:
                 last = self.runs()
-                result = predicate(last)
-                if result:
-                    return result
             except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}; runs: {json.dumps(last, indent=1)[:4000]}\nlog:\n{self.log.read_text()[-4000:]}")
+                return None
+            return predicate(last)
+        return wait_until(what, check, timeout, 0.3,
+                          detail=lambda: f"runs: {json.dumps(last, indent=1)[:4000]}\nlog:\n{self.log.read_text()[-4000:]}")
 
     def wait_all_final(self, timeout: float = 120) -> list[dict]:
         return self.wait_for(lambda runs: runs if runs and all(r["status"] in FINAL for r in runs) else None, timeout, "all runs final")
@@ -142,14 +142,13 @@ def start_valkey(port: int, data_dir: Path) -> subprocess.Popen:
                              "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import redis
 
-    deadline = time.time() + 10
-    while time.time() < deadline:
+    def answers() -> bool:
         try:
-            if redis.Redis(port=port, socket_timeout=1).ping():
-                return proc
+            return bool(redis.Redis(port=port, socket_timeout=1).ping())
         except redis.RedisError:
-            time.sleep(0.05)
-    raise AssertionError("test redis did not start")
+            return False
+    wait_until("the test redis to answer", answers, 10, 0.05)
+    return proc
 
 
 OTHER_USER = "jqother"

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from helpers import REPO, Server, kill_leftovers, write_defs
 from support.processes import pid_alive
+from support.waiting import wait_until
 from juqueue.paths import WorkDir
 
 LOCAL_2x1 = """
@@ -107,9 +107,7 @@ def test_worker_sigkill_kills_grandchildren_and_requeues(workspace):
     try:
         run = _running(server, "kill@victim")
         run_dir = WorkDir(workspace / "work").run_dir("kill", "victim")
-        deadline = time.time() + 10
-        while not (run_dir / "grandchild.pid").exists() and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until("the grandchild's pid file", (run_dir / "grandchild.pid").exists, 10, 0.1)
         grandchild = int((run_dir / "grandchild.pid").read_text())
         first_node = run["node"]
         worker_pid = int((WorkDir(workspace / "work").node_dir(first_node) / "worker.pid").read_text())
@@ -142,10 +140,14 @@ def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
     work = workspace / "work"
     server = Server(defs, work).start()
     _running(server, "ckpt@counter")
-    time.sleep(1.5)
+    step_file = WorkDir(work).run_dir("ckpt", "counter") / "step"
+
+    def counted() -> int:
+        text = step_file.read_text().strip() if step_file.exists() else ""
+        return int(text) if text.isdigit() else 0
+    wait_until("the counter to count a few steps", lambda: counted() >= 3, 30, 0.1)
     server.cli("stop")
     server.proc.wait(60)
-    step_file = WorkDir(work).run_dir("ckpt", "counter") / "step"
     stopped_at = int(step_file.read_text())
     assert 0 < stopped_at < 40
     server = Server(defs, work, port=server.port).start()
@@ -176,10 +178,7 @@ def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
     done_before = server.wait_for(lambda runs: [r for r in runs if r["status"] == "completed"] if sum(r["status"] == "completed" for r in runs) >= 3 else None, 60, "3 completed")
     server.kill()  # SIGKILL to the whole serve process group (workers live in their own sessions)
     # Celery beat serves only that serve: it ends with it.
-    deadline = time.time() + 15
-    while time.time() < deadline and _processes_with(str(work), "juqueue.controller.beat"):
-        time.sleep(0.2)
-    assert not _processes_with(str(work), "juqueue.controller.beat"), "celery beat outlived its serve"
+    wait_until("celery beat to end with its serve", lambda: not _processes_with(str(work), "juqueue.controller.beat"), 15, 0.2)
     server = Server(defs, work, port=server.port).start()
     try:
         runs = {r["global_id"]: r for r in server.wait_all_final(timeout=120)}
