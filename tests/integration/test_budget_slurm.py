@@ -9,7 +9,9 @@ import time
 import pytest
 
 from helpers import Server, write_defs
-from slurm_helpers import live_jobs, require_slurm, slurm_cluster, slurm_jobs, squeue  # noqa: F401  (fixture)
+from slurm_helpers import require_slurm, slurm_jobs  # noqa: F401  (fixture)
+from support.slurm import slurm_cluster, squeue
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -22,13 +24,9 @@ def test_budget_cap_stops_sbatch_until_raised(workspace, slurm_jobs):
     defs = write_defs(workspace / "defs", slurm_cluster("hpc", job_name=slurm_jobs, budget_node_hours=0.1), {"e.yaml": RUNS})
     server = Server(defs, workspace / "work").start(tick=0.5)
     try:
-        reason = None
-        deadline = time.time() + 30
-        while time.time() < deadline and reason is None:
-            cluster = server.api("GET", "/api/status").json()["clusters"][0]
-            reason = (cluster.get("budget") or {}).get("reason")
-            time.sleep(0.5)
-        assert reason and reason.startswith("node-hour budget reached (spent 0.00 of 0.1)"), reason
+        reason = wait_until("the budget's reason in status", lambda: (server.api("GET", "/api/status").json()["clusters"][0]
+                                                                     .get("budget") or {}).get("reason"), 30, 0.5)
+        assert reason.startswith("node-hour budget reached (spent 0.00 of 0.1)"), reason
         time.sleep(5)  # several ticks: still nothing submitted
         assert squeue(slurm_jobs) == [], "a job was submitted past the budget"
         run = server.run("e@r")

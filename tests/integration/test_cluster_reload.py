@@ -8,6 +8,7 @@ import time
 import pytest
 
 from helpers import Server, write_defs
+from support.waiting import wait_until
 
 CHECKPOINT = """\
 #!/bin/bash
@@ -66,10 +67,7 @@ def test_lower_max_jobs_and_aggressive_at_run_time_consolidates_to_one(workspace
         assert '"changed": [\n      "local"' in out.stdout or '"local"' in out.stdout, out.stdout
         status = server.api("GET", "/api/status").json()["clusters"][0]
         assert status["consolidation"] == "aggressive"
-        deadline = time.time() + 90
-        while time.time() < deadline and len(_live(server)) > 1:
-            time.sleep(0.5)
-        assert len(_live(server)) == 1, _live(server)
+        wait_until("one live node", lambda: len(_live(server)) == 1, 90, 0.5, detail=lambda: str(_live(server)))
         runs = server.wait_all_final(timeout=120)
         assert {r["status"] for r in runs} == {"completed"}
         assert sum(1 for r in runs if r["attempt"] == 2) == 2, [(r["id"], r["attempt"]) for r in runs]

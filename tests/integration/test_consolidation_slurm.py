@@ -11,7 +11,6 @@ reason; with CI=true it fails instead (require_slurm).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -21,16 +20,14 @@ from helpers import FINAL, Server, write_defs
 from slurm_helpers import (
     all_node_files,
     checkpoint_counter,
-    live_jobs,
     nodes,
     require_slurm,
     run_dir_of,
-    slurm_cluster,
     slurm_jobs,  # noqa: F401  (fixture)
-    squeue,
     starts_of,
     status,
 )
+from support.slurm import SqueueSampler, live_jobs, slurm_cluster, squeue
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -44,46 +41,6 @@ DEADLINE_S = 200
 @pytest.fixture(autouse=True)
 def need_slurm() -> None:
     require_slurm()
-
-
-class SqueueSampler:
-    """Samples squeue for the test's job-name prefix: the most live jobs at once, and when
-    each job was first and last seen live."""
-
-    def __init__(self, prefix: str, interval: float = 0.5) -> None:
-        self.prefix, self.interval = prefix, interval
-        self.max_live = 0
-        self.samples = 0
-        self.first_seen: dict[str, float] = {}
-        self.last_seen: dict[str, float] = {}
-        self.over: list[tuple[float, list]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                jobs = live_jobs(self.prefix)
-            except Exception:  # noqa: BLE001 - a failed sample is just skipped
-                jobs = None
-            if jobs is not None:
-                now = time.time()
-                self.samples += 1
-                self.max_live = max(self.max_live, len(jobs))
-                if len(jobs) > MAX_JOBS:
-                    self.over.append((now, jobs))
-                for job_id, _name, _state in jobs:
-                    self.first_seen.setdefault(job_id, now)
-                    self.last_seen[job_id] = now
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "SqueueSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def _experiment() -> str:
@@ -126,7 +83,7 @@ def test_three_jobs_each_with_one_long_run_consolidate_to_one(workspace, slurm_j
     longs = [f"seed@g{j}_0_long" for j in range(MAX_JOBS)]
     began = time.time()
     server = Server(defs, work)
-    with SqueueSampler(prefix) as sampler:
+    with SqueueSampler(prefix, max_jobs=MAX_JOBS) as sampler:
         server.start()
         try:
             seen_consolidating: list[dict] = []

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Server, free_port, write_defs
+from helpers import Server, write_defs
+from support.processes import free_port
 from machine_setup import wait_for_machine_setup
 
 pytestmark = pytest.mark.timeout(240)

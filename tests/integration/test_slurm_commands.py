@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from juqueue.backends.slurm_script import job_comment_for, job_name_for, render_
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir
 from slurm_helpers import require_slurm
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -45,16 +46,6 @@ def cleanup() -> Iterator[list[str]]:
             pass
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def find(prefix: str, job_id: str) -> SlurmJob | None:
     return next((j for j in sc.list_jobs(prefix) if j.job_id == job_id), None)
 
@@ -70,18 +61,18 @@ def test_submit_list_cancel(tmp_path: Path, prefix: str, cleanup: list[str]) -> 
     cleanup.append(job_id)
     assert job_id.isdigit()
 
-    job = wait_for("the job in squeue", lambda: find(prefix, job_id))
+    job = wait_until("the job in squeue", lambda: find(prefix, job_id), 60)
     assert isinstance(job, SlurmJob)
     assert (job.name, job.comment) == (name, comment)
     assert job.time_limit_s == 300
     assert job.state in ("PENDING", "CONFIGURING", "RUNNING")
-    wait_for("RUNNING", lambda: (j := find(prefix, job_id)) is not None and j.state == "RUNNING")
-    wait_for("the job's output", lambda: "started" in (tmp_path / "job.log").read_text()
-             if (tmp_path / "job.log").exists() else False)
+    wait_until("RUNNING", lambda: (j := find(prefix, job_id)) is not None and j.state == "RUNNING", 60)
+    wait_until("the job's output", lambda: "started" in (tmp_path / "job.log").read_text()
+               if (tmp_path / "job.log").exists() else False, 60)
     assert sc.list_jobs(prefix + "-other") == []
 
     sc.cancel_job(job_id)
-    wait_for("the job gone", lambda: (j := find(prefix, job_id)) is None or j.gone)
+    wait_until("the job gone", lambda: (j := find(prefix, job_id)) is None or j.gone, 60)
     sc.cancel_job(job_id)  # cancelling a job that has ended is not an error
     accounted = sc.job_accounting([job_id])  # {} on the test SLURM (no accounting storage)
     assert accounted == {} or accounted[job_id].gone
@@ -133,7 +124,7 @@ def test_job_script_traps_under_slurm(tmp_path: Path, prefix: str, cleanup: list
     finally:
         del os.environ["JQ_CALLER_SECRET"]
     cleanup.append(job_id)
-    wait_for("the worker stub to start", lambda: Path(f"{record}.args").exists())
+    wait_until("the worker stub to start", lambda: Path(f"{record}.args").exists(), 60)
     job = find(prefix, job_id)
     assert job is not None and job.comment == f"juqueue:{token}" and job.name == f"{prefix}-{node}-{token}"
 
@@ -145,13 +136,13 @@ def test_job_script_traps_under_slurm(tmp_path: Path, prefix: str, cleanup: list
 
     sc.cancel_job(job_id, "USR1")
     drain = WorkDir(tmp_path).node_dir(node) / "drain"
-    wait_for("the drain file", drain.exists)
+    wait_until("the drain file", drain.exists, 60)
     time.sleep(1.0)
     assert not Path(f"{record}.sigs").exists(), "USR1 reached the worker"
     assert (j := find(prefix, job_id)) is not None and j.state == "RUNNING"
 
     sc.cancel_job(job_id)
-    wait_for("TERM at the worker", lambda: Path(f"{record}.sigs").exists())
+    wait_until("TERM at the worker", lambda: Path(f"{record}.sigs").exists(), 60)
     assert Path(f"{record}.sigs").read_text().split()[0] == "term"
-    wait_for("the job gone", lambda: (j := find(prefix, job_id)) is None or j.gone)
+    wait_until("the job gone", lambda: (j := find(prefix, job_id)) is None or j.gone, 60)
     assert "USR1 (wall time near)" in log.read_text()

@@ -8,7 +8,6 @@ Every test uses its own job-name prefix and cancels its leftover jobs (`slurm_jo
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -18,18 +17,16 @@ from helpers import REPO, Server, write_defs
 from slurm_helpers import (
     all_node_files,
     checkpoint_counter,
-    live_jobs,
     max_overlap,
     nodes,
     require_slurm,
     run_dir_of,
-    slurm_cluster,
     slurm_jobs,  # noqa: F401  (fixture)
-    squeue,
     starts_of,
     status,
-    wait_until,
 )
+from support.slurm import SqueueSampler, live_jobs, slurm_cluster, squeue
+from support.waiting import wait_until
 from juqueue.paths import WorkDir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
@@ -38,38 +35,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 @pytest.fixture(autouse=True)
 def need_slurm() -> None:
     require_slurm()
-
-
-class SqueueSampler:
-    """Samples squeue for a job-name prefix in the background: the most live jobs seen at once."""
-
-    def __init__(self, prefix: str, interval: float = 0.5) -> None:
-        self.prefix, self.interval = prefix, interval
-        self.max_live = 0
-        self.samples = 0
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                jobs = live_jobs(self.prefix)
-            except Exception:  # noqa: BLE001 - a failed sample is just skipped
-                jobs = None
-            if jobs is not None:
-                self.samples += 1
-                self.max_live = max(self.max_live, len(jobs))
-                self.seen.update(j[0] for j in jobs)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "SqueueSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def _detail(server: Server, work: Path):

@@ -23,14 +23,13 @@ import pytest
 from helpers import Server, write_defs
 from slurm_helpers import (
     all_node_files,
-    live_jobs,
     nodes,
     require_slurm,
     run_dir_of,
-    slurm_cluster,
     slurm_jobs,  # noqa: F401  (fixture)
-    wait_until,
 )
+from support.slurm import live_jobs, slurm_cluster
+from support.waiting import wait_until
 from juqueue.paths import WorkDir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]

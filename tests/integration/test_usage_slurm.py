@@ -9,7 +9,9 @@ import time
 import pytest
 
 from helpers import Server, write_defs
-from slurm_helpers import nodes, require_slurm, slurm_cluster, slurm_jobs  # noqa: F401  (fixture)
+from slurm_helpers import nodes, require_slurm, slurm_jobs  # noqa: F401  (fixture)
+from support.slurm import slurm_cluster
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -31,19 +33,12 @@ def test_slurm_job_bills_from_its_slurm_start_and_its_end_is_estimated(workspace
                       {"e.yaml": "experiment: e\ncluster: hpc\nruns: [{id: r, cmd: [sleep, '6']}]\n"})
     server = Server(defs, workspace / "work").start(tick=0.5)
     try:
-        starts: dict[str, float] = {}
-        deadline = time.time() + 120
-        while time.time() < deadline and not starts:
-            starts = _squeue_start(slurm_jobs)
-            time.sleep(0.5)
-        assert starts, "the job never ran"
+        starts = wait_until("the job running in squeue", lambda: _squeue_start(slurm_jobs), 120, 0.5)
         server.wait_all_final(timeout=120)
-        deadline = time.time() + 120
-        ended = []
-        while time.time() < deadline and not ended:
-            ended = [n for n in nodes(server) if not n["live"] and n["billed_until"]]
-            time.sleep(1)
-        assert len(ended) == 1, nodes(server)  # every node, with why it ended
+        ended = wait_until("the node ended and billed", lambda: [n for n in nodes(server) if not n["live"] and n["billed_until"]],
+                           120, 1)
+        # one run, one job: a second ended node means the run was interrupted and rerun elsewhere
+        assert len(ended) == 1, f"expected one ended node, got {ended}\nserve log:\n{server.log.read_text()[-4000:]}"
         (node,) = ended
         assert node["billed_from"] == starts[node["job_id"]], (node, starts)
         assert node["billed_estimated"] is True

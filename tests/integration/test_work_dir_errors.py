@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from helpers import Server, write_defs
+from support.waiting import wait_until
 from juqueue.paths import WorkDir
 
 CLUSTER = """
@@ -84,13 +84,9 @@ def test_work_dir_outage_interrupts_and_pauses_then_all_complete(workspace, root
         filler = _fill(runs_dir)
     server = Server(defs, work).start(tick=0.5)
     try:
-        seen_reason = None
-        deadline = time.time() + 60
-        while time.time() < deadline and not seen_reason:
-            reasons = _paused_reasons(server)
-            seen_reason = next((r for r in reasons if r.startswith("work dir:")), None)
-            time.sleep(0.2)
-        assert seen_reason, f"the cluster never paused for the work dir:\n{server.log.read_text()[-3000:]}"
+        seen_reason = wait_until("the cluster paused for the work dir",
+                                 lambda: next((r for r in _paused_reasons(server) if r.startswith("work dir:")), None), 60, 0.2,
+                                 detail=lambda: server.log.read_text()[-3000:])
         runs = server.runs()
         assert not [r for r in runs if r["status"] in ("failed", "completed")], runs
         interrupted = [r for r in runs if r["attempt"] >= 1]

@@ -13,19 +13,19 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import FINAL, REPO, Server, free_port, write_defs
+from helpers import FINAL, REPO, V1_FINISHED, Server, brief, ensure_other_user, write_defs
+from support.processes import free_port
+from support.serve import launch_serve, log_tail, serve_env
+from support.waiting import wait_until
 from slurm_helpers import require_slurm, slurm_jobs  # noqa: F401  (fixture)
-from test_security import _ensure_other_user
 from juqueue.paths import WorkDir
 
 FIXTURES = REPO / "tests" / "fixtures"
-T0 = 1_700_000_000.0  # the v1 fixture's clock
 
 LOCAL = """
 local:
@@ -81,27 +81,14 @@ def previous_layout(workspace: Path, broker_port: int | None = None) -> tuple[Pa
 
 def start_serve(defs: Path, work: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     log = work.parent / f"serve-{work.name}.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR")}
-    proc = subprocess.Popen([sys.executable, "-m", "juqueue", "serve", "--def-dir", str(defs), "--work-dir", str(work),
-                             "--tick-interval", "1", *extra],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return proc, log
+    env = serve_env(drop=("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"))
+    return launch_serve(defs, work, log, "--tick-interval", "1", *extra, env=env), log
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR")}
+    env = serve_env(drop=("JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"))
     return subprocess.run([sys.executable, "-m", "juqueue", *args], capture_output=True, text=True, env=env, timeout=120,
                           cwd=cwd)
-
-
-def wait_until(what: str, predicate, timeout: float, log: Path | None = None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\n{log.read_text()[-4000:]}" if log else ""))
 
 
 def tcp_listeners(pid: int) -> list[str]:
@@ -156,16 +143,8 @@ def test_previous_layout_is_migrated_and_served_nothing_reruns(workspace):
         runs = server.wait_for(lambda rs: rs if len(rs) == 7 and all(r["status"] in FINAL for r in rs) else None, 120,
                                "the queued runs to finish")
         by_id = {r["global_id"]: r for r in runs}
-
-        def brief(gid: str) -> tuple:
-            r = by_id[gid]
-            return r["status"], r["attempt"], r["exit_code"], r["started_at"], r["ended_at"]
-
         # Finished under the previous layout: exactly as they were, not rerun.
-        assert brief("legacy@ok_first") == ("completed", 1, 0, T0 + 4, T0 + 5)
-        assert brief("legacy@ok_retried") == ("completed", 2, 0, T0 + 23, T0 + 24)
-        assert brief("legacy@bad") == ("failed", 1, 3, T0 + 7, T0 + 8)
-        assert brief("legacy@cancelled_mid") == ("cancelled", 1, -15, T0 + 7, T0 + 9)
+        assert {gid: brief(by_id[gid]) for gid in V1_FINISHED} == V1_FINISHED
         # Queued ones ran, the interrupted one from the checkpoint that moved with its directory.
         assert by_id["legacy@waiting"]["status"] == "completed"
         assert by_id["legacy@interrupted"]["status"] == "completed" and by_id["legacy@interrupted"]["attempt"] == 2
@@ -228,7 +207,7 @@ def test_migration_is_refused_while_a_slurm_job_of_the_work_dir_lives(workspace,
 
 # ---------------------------------------------------------------------- --unix-socket and --port -1
 def test_unix_socket_api_is_private_and_the_cli_uses_it(workspace):
-    other = _ensure_other_user()
+    other = ensure_other_user()
     defs = write_defs(workspace / "defs", LOCAL, {"quick.yaml": QUICK})
     work = workspace / "work"
     sock_dir = Path(tempfile.mkdtemp(prefix="jq-sock-", dir="/tmp"))
@@ -237,7 +216,7 @@ def test_unix_socket_api_is_private_and_the_cli_uses_it(workspace):
     proc, log = start_serve(defs, work, "--unix-socket", str(sock))
     try:
         recorded = wait_until("server.json", lambda: json.loads(WorkDir(work).server_file.read_text())
-                              if WorkDir(work).server_file.exists() else None, 60, log)
+                              if WorkDir(work).server_file.exists() else None, 60, detail=lambda: log_tail(log))
         assert recorded["url"] == f"unix:{sock}" and recorded["unix_socket"] == str(sock) and recorded["port"] is None
         assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.lstat().st_mode) == 0o600
         assert tcp_listeners(proc.pid) == [], "--unix-socket alone opened a TCP port"
@@ -247,7 +226,8 @@ def test_unix_socket_api_is_private_and_the_cli_uses_it(workspace):
 
         # The owner's CLI finds the socket from the work dir (option, or the current directory).
         wait_until("runs final", lambda: (r := cli("runs", "--json", "--work-dir", str(work))).returncode == 0
-                   and len(json.loads(r.stdout)) == 3 and all(x["status"] in FINAL for x in json.loads(r.stdout)), 90, log)
+                   and len(json.loads(r.stdout)) == 3 and all(x["status"] in FINAL for x in json.loads(r.stdout)), 90,
+                   detail=lambda: log_tail(log))
         status = cli("status", "--work-dir", str(work))
         assert status.returncode == 0, status.stderr
         assert "Runs" in status.stdout and "completed" in status.stdout
@@ -287,7 +267,8 @@ def test_port_minus_one_runs_without_an_api(workspace):
     proc, log = start_serve(defs, work, "--port", "-1")
     try:
         wait_until("runs final", lambda: WorkDir(work).db_file.exists() and (s := store_statuses(work))
-                   and len(s) == 3 and all(v == "completed" for v in s.values()), 90, log)
+                   and len(s) == 3 and all(v == "completed" for v in s.values()), 90,
+                   detail=lambda: log_tail(log))
         assert proc.poll() is None, "serve without an API must keep running"
         assert tcp_listeners(proc.pid) == [], "--port -1 opened a TCP port"
         recorded = json.loads(WorkDir(work).server_file.read_text())

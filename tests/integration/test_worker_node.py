@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from helpers import free_port
-from test_redis_reset import _valkey
+from support.processes import free_port
+from helpers import start_valkey
 
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir, write_atomic
@@ -33,7 +33,7 @@ def _start(work: WorkDir, **env: str) -> subprocess.Popen:
 
 def test_worker_of_another_version_refuses_with_the_reason(tmp_path):
     port = free_port()
-    server = _valkey(port, tmp_path)
+    server = start_valkey(port, tmp_path)
     try:
         work = WorkDir(tmp_path / "work")
         _node(work, f"redis://127.0.0.1:{port}/0", version="0.0.15")
@@ -57,7 +57,7 @@ def test_worker_that_cannot_reach_the_broker_gives_up(tmp_path):
 
 def test_worker_exits_when_its_controller_is_silent_and_it_has_no_run(tmp_path):
     port = free_port()
-    server = _valkey(port, tmp_path)
+    server = start_valkey(port, tmp_path)
     try:
         work = WorkDir(tmp_path / "work")
         _node(work, f"redis://127.0.0.1:{port}/0", silence_s=2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import warnings
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from juqueue.cli import app
+from support.processes import free_port
 
 COMMANDS = ["serve", "status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop", "slurm-script"]
 CLIENT_COMMANDS = ["status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop"]
@@ -42,15 +42,9 @@ def test_command_help(command):
             assert option in result.output, (command, option)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("args", [["status"], ["runs", "--json"], ["cancel", "e@a"], ["logs", "e@a"], ["url"], ["stop"]])
 def test_no_server_is_one_line_and_exit_2(args):
-    port = _free_port()
+    port = free_port()
     result = runner.invoke(app, [*args, "--port", str(port)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -58,7 +52,7 @@ def test_no_server_is_one_line_and_exit_2(args):
 
 
 def test_cancel_needs_runs_or_experiment():
-    result = runner.invoke(app, ["cancel", "--port", str(_free_port())])
+    result = runner.invoke(app, ["cancel", "--port", str(free_port())])
     assert result.exit_code == 2 and "experiment" in result.stderr
 
 

@@ -15,6 +15,7 @@ from juqueue.client import (
     record_server, registry_path, unregister_server,
 )
 from juqueue.paths import WorkDir
+from support.processes import free_port
 
 HOST = socket.gethostname()
 
@@ -123,9 +124,7 @@ def test_record_and_unregister(tmp_path):
 
 
 def test_api_client_unreachable():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nobody listens there
+    port = free_port()  # closed again: nobody listens there
     client = ApiClient(f"http://127.0.0.1:{port}", "t", timeout=2)
     with pytest.raises(ServerUnreachable) as info:
         client.get("/api/runs")
