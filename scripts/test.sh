@@ -22,7 +22,7 @@ PY=${PYTHON:-python3}
 PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider -rs --durations=25)
 
 if [ "$FAST" = 1 ]; then
-  exec "${PYTEST[@]}" tests/unit -n 2 "$@"
+  exec "${PYTEST[@]}" tests/unit -n 2 --dist worksteal "$@"
 fi
 
 # Machine set-up in the background (apt holds one lock: Chromium, then SLURM, one after the other).
@@ -47,4 +47,4 @@ finish() {
   rm -rf "$SETUP_DIR"
 }
 trap finish EXIT
-"${PYTEST[@]}" tests -n "${JUQUEUE_TEST_WORKERS:-4}" "$@"
+"${PYTEST[@]}" tests -n "${JUQUEUE_TEST_WORKERS:-4}" --dist worksteal "$@"

@@ -16,15 +16,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-    # The longest first: a parallel run (pytest-xdist) then never ends waiting on one long test
-    # started late. Stable, so the order within each rank stays the files' own.
+    # The longest first: a parallel run (pytest-xdist --dist worksteal) then never ends waiting
+    # on one long test started late. Stable, so the order within a rank stays the files' own.
     items.sort(key=_start_rank)
 
 
-def _start_rank(item) -> int:
-    if item.get_closest_marker("slow"):
-        return 0
-    return 1 if item.get_closest_marker("integration") else 2
+def _start_rank(item) -> tuple[int, float]:
+    """Slow tests by their expected seconds (`@pytest.mark.slow(seconds)`), then the other
+    integration tests, then the unit tests."""
+    slow = item.get_closest_marker("slow")
+    if slow:
+        return 0, -float(slow.args[0] if slow.args else 30)
+    return (1 if item.get_closest_marker("integration") else 2), 0.0
 
 
 @dataclass

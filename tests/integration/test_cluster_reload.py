@@ -50,7 +50,7 @@ def _wait_shorts_done(server: Server) -> None:
     server.wait_for(lambda runs: all(r["status"] == "completed" for r in runs if r["id"].endswith("short")), 90, "short runs done")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(55)
 def test_lower_max_jobs_and_aggressive_at_run_time_consolidates_to_one(workspace):
     script = workspace / "ckpt.sh"
     script.write_text(CHECKPOINT)
@@ -75,7 +75,7 @@ def test_lower_max_jobs_and_aggressive_at_run_time_consolidates_to_one(workspace
         server.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(45)
 def test_idle_set_at_run_time_stops_further_moves_and_bad_files_change_nothing(workspace):
     script = workspace / "ckpt.sh"
     script.write_text(CHECKPOINT)

@@ -47,7 +47,7 @@ def _live_nodes(status: dict) -> list[dict]:
     return [n for c in status["clusters"] for n in c["nodes"] if n["state"] in ("pending", "starting", "up", "draining", "stopping")]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(50)
 def test_four_nodes_each_with_one_long_run_consolidate_to_one(workspace):
     script = workspace / "checkpoint.sh"
     script.write_text(CHECKPOINT)

@@ -71,7 +71,7 @@ def _detail(server: Server, work: Path, prefix: str) -> str:
             f"serve log:\n{server.log.read_text(errors='replace')[-6000:]}")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(110)
 @pytest.mark.timeout(300)
 def test_three_jobs_each_with_one_long_run_consolidate_to_one(workspace, slurm_jobs):
     prefix = slurm_jobs

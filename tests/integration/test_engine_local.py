@@ -135,7 +135,7 @@ CHECKPOINTING = """
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow(45)
 def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
     defs = write_defs(workspace / "defs", LOCAL_2x1, {"ckpt.yaml": CHECKPOINTING.replace("STEPS", "40")})
     work = workspace / "work"
@@ -164,7 +164,7 @@ def test_run_that_exits_0_on_sigterm_is_requeued_when_its_node_stops(workspace):
         server.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(30)
 def test_controller_sigkill_and_restart_never_reruns_completed(workspace):
     runs_yaml = """
         experiment: many

@@ -32,7 +32,7 @@ def _nodes(server: Server) -> list[dict]:
     return server.api("GET", "/api/nodes").json()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(40)
 def test_hold_new_release_hold_and_resume_completed(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"h.yaml": RUNS})
     server = Server(defs, workspace / "work", "--hold-new").start(tick=0.5)

@@ -51,7 +51,7 @@ def test_redis_restarted_empty_loses_no_run_and_reruns_none(workspace):
         redis_proc.kill()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(30)
 def test_embedded_broker_killed_is_restarted_and_runs_finish(workspace):
     import json
     import os

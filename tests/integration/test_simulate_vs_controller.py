@@ -42,7 +42,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
-@pytest.mark.slow
+@pytest.mark.slow(60)
 def test_simulation_of_a_real_run_matches_it(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"sim.yaml": RUNS})
     work = workspace / "work"

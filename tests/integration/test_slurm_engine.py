@@ -136,7 +136,7 @@ def _attempt_starts(lines: list[str]) -> dict[int, int]:
 
 # 3 ----------------------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.slow(45)
 def test_scancel_mid_run_requeues_and_resumes_on_another_node(workspace, slurm_jobs):
     steps = 25
     gid = "cancelled@count"
@@ -184,7 +184,7 @@ def test_scancel_mid_run_requeues_and_resumes_on_another_node(workspace, slurm_j
 
 # 5 ----------------------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.slow(40)
 def test_sbatch_rejection_shows_slurms_message_and_does_not_loop(workspace, slurm_jobs):
     defs = write_defs(workspace / "defs", slurm_cluster("c", job_name=slurm_jobs, partition="nosuchpartition", max_jobs=2),
                       {"x.yaml": "experiment: x\ncluster: c\nruns:\n  - {id: a, cmd: [\"true\"]}\n  - {id: b, cmd: [\"true\"]}\n"})
@@ -222,7 +222,7 @@ def test_sbatch_rejection_shows_slurms_message_and_does_not_loop(workspace, slur
 
 # 6 ----------------------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.slow(35)
 def test_controller_restart_reattaches_running_jobs(workspace, slurm_jobs):
     ids = [f"s{i}" for i in range(4)]
     log_cmd = 'echo "$JUQUEUE_ATTEMPT $(date +%s)" >> "$JUQUEUE_RUN_DIR/executions"; sleep 15'
@@ -278,7 +278,7 @@ def test_controller_restart_reattaches_running_jobs(workspace, slurm_jobs):
 
 # 4 ----------------------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.slow(220)
 @pytest.mark.timeout(600)
 def test_wall_time_warning_checkpoints_and_resumes_on_a_new_node(workspace, slurm_jobs):
     """A 4-minute job warned 70 s before its end, replacement_lead 90: the replacement job is

@@ -197,7 +197,7 @@ def _report(what: str, poller: StatusPoller, start: float, end: float, runs: lis
     print("\n".join(line[:200] for line in log.splitlines() if "store unavailable" in line or "store available again" in line))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(45)
 @pytest.mark.timeout(400)
 def test_postgresql_connections_killed_and_refused_while_runs_flow(workspace, own_database):
     admin, name, url = own_database
@@ -281,7 +281,7 @@ class SqliteOutage:
             self.lock = None
 
 
-@pytest.mark.slow
+@pytest.mark.slow(40)
 @pytest.mark.timeout(400)
 def test_sqlite_commits_refused_while_runs_flow(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"outage.yaml": _experiment()})

@@ -25,7 +25,7 @@ runs:
 """ + "".join(f"  - {{id: r{i}, cmd: [sleep, '{2 + i % 2}']}}\n" for i in range(4))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(45)
 def test_usage_by_hand_and_across_a_restart(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, {"acct.yaml": RUNS})
     work = workspace / "work"

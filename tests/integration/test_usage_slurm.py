@@ -26,7 +26,7 @@ def _squeue_start(prefix: str) -> dict[str, float]:
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.slow(60)
 def test_slurm_job_bills_from_its_slurm_start_and_its_end_is_estimated(workspace, slurm_jobs):
     require_slurm()
     defs = write_defs(workspace / "defs", slurm_cluster("hpc", job_name=slurm_jobs, idle_timeout=2),

@@ -134,7 +134,7 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 
 
 # ---------------------------------------------------------------------- the previous layout
-@pytest.mark.slow
+@pytest.mark.slow(40)
 def test_previous_layout_is_migrated_and_served_nothing_reruns(workspace):
     broker_port = free_port()
     defs, work = previous_layout(workspace, broker_port)
