@@ -39,6 +39,21 @@ LogLevelOpt = Annotated[str, typer.Option("--log-level", help="Server log level.
 FlowerPortOpt = Annotated[int | None, typer.Option("--flower-port", help="Also run Flower (the Celery monitor) on this port, behind the dashboard token as its password.")]
 HoldNewOpt = Annotated[bool, typer.Option("--hold-new", help="Every run that appears (first load or reload) is held until `juqueue release` or `resume`.")]
 
+TIMINGS = "Timings (seconds; else JUQUEUE_* variables, else the defaults)"
+
+
+def _timing(flag: str, help_text: str) -> Any:
+    return Annotated[Optional[float], typer.Option(flag, help=help_text, rich_help_panel=TIMINGS)]
+
+
+LeaseTtlOpt = _timing("--lease-ttl", "A worker that cannot renew its runs' leases this long kills them (JUQUEUE_LEASE_TTL; 120).")
+StartTimeoutOpt = _timing("--start-timeout", "A started local node that never heartbeats is given up (JUQUEUE_START_TIMEOUT; 120).")
+StopEscalateOpt = _timing("--stop-escalate", "A node that has not stopped this long after being asked is ended (JUQUEUE_STOP_ESCALATE; 60).")
+ControllerSilenceOpt = _timing("--controller-silence", "Workers end their node after this long without the controller (JUQUEUE_CONTROLLER_SILENCE; 600).")
+EvalTimeoutOpt = _timing("--eval-timeout", "Evaluating the definition files is stopped after this long (JUQUEUE_EVAL_TIMEOUT; 60).")
+HeartbeatIntervalOpt = _timing("--heartbeat-interval", "Heartbeat interval of clusters that do not set heartbeat_interval (JUQUEUE_HEARTBEAT_INTERVAL; 5).")
+HeartbeatTimeoutOpt = _timing("--heartbeat-timeout", "A node silent this long is lost, for clusters that do not set heartbeat_timeout (JUQUEUE_HEARTBEAT_TIMEOUT; 30).")
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -67,6 +82,20 @@ class ServeArgs:
     log_level: LogLevelOpt = "INFO"
     flower_port: FlowerPortOpt = None
     hold_new: HoldNewOpt = False
+    lease_ttl: LeaseTtlOpt = None
+    start_timeout: StartTimeoutOpt = None
+    stop_escalate: StopEscalateOpt = None
+    controller_silence: ControllerSilenceOpt = None
+    eval_timeout: EvalTimeoutOpt = None
+    heartbeat_interval: HeartbeatIntervalOpt = None
+    heartbeat_timeout: HeartbeatTimeoutOpt = None
+
+    def timings(self) -> dict[str, float | None]:
+        """The timing flags by `juqueue.settings.Settings` field (None: not given)."""
+        return {"lease_ttl_s": self.lease_ttl, "start_timeout_s": self.start_timeout,
+                "stop_escalate_s": self.stop_escalate, "controller_silence_s": self.controller_silence,
+                "eval_timeout_s": self.eval_timeout, "heartbeat_interval_s": self.heartbeat_interval,
+                "heartbeat_timeout_s": self.heartbeat_timeout}
 
 
 OPTION_GROUPS: tuple[type, ...] = (Connection, ServeArgs)

@@ -18,7 +18,17 @@ def serve_from_args(args: ServeArgs) -> NoReturn:
     """Run the server until it stops; exit with its code."""
     if args.def_dir is None or args.work_dir is None:
         fail("serve needs both --def-dir and --work-dir")
+    from juqueue.errors import ConfigError
     from juqueue.serve import ServeOptions, run_server
+    from juqueue.settings import Settings
+
+    try:
+        settings = Settings.from_env(args.timings())
+    except ConfigError as exc:  # name the flag the user typed, not the field
+        message = str(exc)
+        for field in args.timings():
+            message = message.replace(f"setting {field}", "--" + field.removesuffix("_s").replace("_", "-"))
+        fail(message)
 
     opts = ServeOptions(def_dir=Path(args.def_dir).expanduser().resolve(),
                         work_dir=Path(args.work_dir).expanduser().resolve(),
@@ -26,7 +36,7 @@ def serve_from_args(args: ServeArgs) -> NoReturn:
                         unix_socket=Path(args.unix_socket).expanduser().resolve() if args.unix_socket else None,
                         broker_host=args.broker_host, tick_interval=args.tick_interval, log_level=args.log_level,
                         flower_port=args.flower_port, hold_new=args.hold_new)
-    raise typer.Exit(run_server(opts))
+    raise typer.Exit(run_server(opts, settings))
 
 
 @with_option_groups

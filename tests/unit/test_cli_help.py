@@ -110,3 +110,14 @@ def test_client_commands_against_the_app(tmp_path: Path, monkeypatch):
     assert result.stderr.strip() == "juqueue: the server at http://testserver rejected the token from --token"
     result = runner.invoke(app, ["runs", "--status", "bogus", "--work-dir", str(work)])
     assert result.exit_code == 2 and "allowed: held, queued" in result.stderr
+
+
+def test_serve_timing_flags_are_checked_before_anything_starts(tmp_path: Path, monkeypatch):
+    """A bad timing names the flag or the variable; nothing is created in the work dir."""
+    work = tmp_path / "w"
+    result = runner.invoke(app, ["serve", "--def-dir", str(tmp_path), "--work-dir", str(work), "--lease-ttl", "-3"])
+    assert result.exit_code == 2 and "--lease-ttl" in result.stderr, result.output
+    monkeypatch.setenv("JUQUEUE_HEARTBEAT_TIMEOUT", "soon")
+    result = runner.invoke(app, ["serve", "--def-dir", str(tmp_path), "--work-dir", str(work)])
+    assert result.exit_code == 2 and "JUQUEUE_HEARTBEAT_TIMEOUT" in result.stderr, result.output
+    assert not work.exists()
