@@ -7,8 +7,8 @@ import json
 import subprocess
 import sys
 
-CONTROLLER_SIDE = ("juqueue.controller", "juqueue.store", "juqueue.backends", "juqueue.api", "juqueue.server",
-                   "juqueue.server_runtime", "juqueue.cli", "sqlmodel", "sqlalchemy", "fastapi")
+CONTROLLER_SIDE = ("juqueue.controller", "juqueue.store", "juqueue.backends", "juqueue.api", "juqueue.serve",
+                   "juqueue.cli", "sqlmodel", "sqlalchemy", "fastapi")
 
 
 def test_the_worker_loads_nothing_of_the_controllers_side():
