@@ -200,11 +200,11 @@ class Store:
         with self.session() as s:
             return list(s.execute(select(NodeRow).order_by(NodeRow.created_at.desc()).limit(limit)).scalars())  # type: ignore[attr-defined]
 
-    def list_runs(self, experiment: str | None = None, status: str | None = None, limit: int | None = None, *,
-                  where: RunFilter | None = None, offset: int = 0, sort: str | None = None) -> list[RunRow]:
-        """A page of runs: `where` (or the older `experiment`/`status`), ordered by `sort`
-        (run_query.order_by; default experiment, run id), from `offset`, at most `limit`."""
-        where = where or RunFilter.of([status] if status else None, experiment)
+    def list_runs(self, where: RunFilter | None = None, *, offset: int = 0, limit: int | None = None,
+                  sort: str | None = None) -> list[RunRow]:
+        """A page of the runs matching `where` (None: all), ordered by `sort` (run_query.order_by;
+        default experiment, run id), from `offset`, at most `limit`."""
+        where = where or RunFilter()
         paged = limit is not None and limit <= _PAGE_BY_IDS
         # A page: its ids first (filtered and sorted on the indexes, no wide rows), then those rows.
         q = select(RunRow.global_id if paged else RunRow).where(where.where()).order_by(*order_by(sort))
