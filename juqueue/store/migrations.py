@@ -96,7 +96,7 @@ def _v6_run_list_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_runs_experiment_run_id ON runs (experiment, run_id, global_id)")
     conn.exec_driver_sql("CREATE INDEX ix_runs_status_experiment_run_id ON runs (status, experiment, run_id, global_id)")
     conn.exec_driver_sql("CREATE INDEX ix_runs_cluster_status ON runs (cluster, status)")
-    conn.exec_driver_sql("CREATE INDEX ix_runs_node_status ON runs (node, status)")
+    conn.exec_driver_sql("CREATE INDEX ix_runs_node_cluster_status ON runs (node, cluster, status)")
 
 
 MIGRATIONS: tuple[Migration, ...] = (

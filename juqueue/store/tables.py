@@ -25,7 +25,7 @@ class RunRow(SQLModel, table=True):
         Index("ix_runs_experiment_run_id", "experiment", "run_id", "global_id"),
         Index("ix_runs_status_experiment_run_id", "status", "experiment", "run_id", "global_id"),
         Index("ix_runs_cluster_status", "cluster", "status"),
-        Index("ix_runs_node_status", "node", "status"),
+        Index("ix_runs_node_cluster_status", "node", "cluster", "status"),
     )
 
     global_id: str = Field(primary_key=True)

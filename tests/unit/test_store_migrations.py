@@ -129,7 +129,7 @@ def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pyte
         engine.dispose()
 
 
-RUN_LIST_INDEXES = {"ix_runs_experiment_run_id", "ix_runs_status_experiment_run_id", "ix_runs_cluster_status", "ix_runs_node_status"}
+RUN_LIST_INDEXES = {"ix_runs_experiment_run_id", "ix_runs_status_experiment_run_id", "ix_runs_cluster_status", "ix_runs_node_cluster_status"}
 
 
 def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
