@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
