@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import FINAL, LIVE, Serve, log  # noqa: E402
+from throughput import LIVE, Serve, log  # noqa: E402
 
 from juqueue.paths import WorkDir  # noqa: E402
 
@@ -210,8 +210,7 @@ def bench_one(root: Path, seed: int, mode: str, steps: list[int], timeout: float
                     + "  ".join(f"{k} {v}" for k, v in counts.items()))
                 last_log = time.time()
             if status.get("counts") is not None and not any(counts.values()):
-                runs = srv.api("GET", "/api/runs", params={"experiment": EXPERIMENT}).json()
-                if len(runs) >= len(steps) and all(r["status"] in FINAL for r in runs):
+                if srv.final_count(EXPERIMENT) >= len(steps):
                     break
             time.sleep(1.0)
         # Billing ends when the nodes end: wait for the cluster to release them itself.

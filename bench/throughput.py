@@ -115,13 +115,18 @@ class Serve:
             # Cheap questions while it runs (a full listing of N runs would cost the serve process CPU) ...
             busy = any(self.api("GET", "/api/runs", params={"experiment": experiment, "status": s, "limit": 1}).json()
                        for s in LIVE)
-            if not busy:
-                # ... and one full listing to confirm.
-                runs = self.api("GET", "/api/runs", params={"experiment": experiment}).json()
-                if len(runs) >= expected and all(r["status"] in FINAL for r in runs):
-                    return
+            if not busy and self.final_count(experiment) >= expected:  # ... and the totals to confirm
+                return
             time.sleep(poll)
         raise RuntimeError(f"experiment {experiment} not final within {timeout} s:\n{self.log_tail()}")
+
+    def final_count(self, experiment: str) -> int:
+        """How many of the experiment's runs are final, or -1 while any is not (two totals, no rows)."""
+        def total(**params) -> int:
+            resp = self.api("GET", "/api/runs", params={"experiment": experiment, "limit": 1, **params})
+            return int(resp.headers["X-Total-Count"])
+        final = total(status=sorted(FINAL))
+        return final if final == total() else -1
 
     def db(self) -> sqlite3.Connection:
         path = WorkDir(self.work_dir).db_file

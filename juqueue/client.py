@@ -17,7 +17,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import httpx
 
@@ -27,6 +27,8 @@ from juqueue.processes import pid_alive
 DEFAULT_URL = "http://127.0.0.1:51234"
 UNIX_PREFIX = "unix:"  # an address `unix:/path` is the API on that Unix socket
 ENV_URL, ENV_TOKEN, ENV_WORK_DIR = "JUQUEUE_URL", "JUQUEUE_TOKEN", "JUQUEUE_WORK_DIR"
+PAGE_SIZE = 1000  # items per request when paging through a list (the runs list's maximum)
+TOTAL_HEADER = "X-Total-Count"
 
 
 # ---------------------------------------------------------------------- registry
@@ -235,7 +237,8 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> Any:
+    def response(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> httpx.Response:
+        """The whole answer (headers too: the runs list's total is in `X-Total-Count`)."""
         if timeout is not None:
             kw["timeout"] = httpx.Timeout(timeout, connect=5.0)
         try:
@@ -246,13 +249,41 @@ class ApiClient:
             raise TokenRejected(self.url)
         if resp.status_code >= 400:
             raise ApiError(resp.status_code, _detail(resp))
-        return resp.json()
+        return resp
+
+    def request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> Any:
+        return self.response(method, path, timeout=timeout, **kw).json()
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+        return self.request("GET", path, params=_given(params))
+
+    def get_with_headers(self, path: str, **params: Any) -> tuple[Any, httpx.Headers]:
+        """The JSON body and the response headers."""
+        resp = self.response("GET", path, params=_given(params))
+        return resp.json(), resp.headers
+
+    def pages(self, path: str, *, offset: int = 0, limit: int | None = None, page_size: int | None = None,
+              **params: Any) -> Iterator[dict]:
+        """Every item of a paged list (`offset`/`limit`, the total in `X-Total-Count`) from
+        `offset`, at most `limit` of them (None: all), a page at a time."""
+        size = page_size or PAGE_SIZE
+        while limit is None or limit > 0:
+            want = size if limit is None else min(size, limit)
+            items, headers = self.get_with_headers(path, offset=offset, limit=want, **params)
+            yield from items
+            offset += len(items)
+            if limit is not None:
+                limit -= len(items)
+            total = headers.get(TOTAL_HEADER)
+            if len(items) < want or (total is not None and offset >= int(total)):
+                return
 
     def post(self, path: str, body: dict | None = None, timeout: float | None = None) -> Any:
         return self.request("POST", path, json=body or {}, timeout=timeout)
+
+
+def _given(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def _detail(resp: httpx.Response) -> str:

@@ -46,12 +46,12 @@ class RunVerb:
 CANCEL = RunVerb(
     name="cancel", applies_to=frozenset(RunStatus) - _FINAL, done_key="cancelled", skipped_why="already final",
     cli_help="Cancel runs: queued ones at once, running ones are stopped (SIGTERM, grace, SIGKILL).",
-    api_summary="Cancel runs (queued ones at once, live ones are stopped)")
+    api_summary="Cancel runs (queued ones at once, live ones are stopped)", by_status=True)
 REQUEUE = RunVerb(
     name="requeue", applies_to=frozenset({RunStatus.FAILED, RunStatus.CANCELLED}), done_key="requeued",
     skipped_why="not failed or cancelled",
     cli_help="Put failed or cancelled runs back in the queue.",
-    api_summary="Requeue failed or cancelled runs")
+    api_summary="Requeue failed or cancelled runs", by_status=True)
 HOLD = RunVerb(
     name="hold", applies_to=frozenset({RunStatus.QUEUED}) | _LIVE, done_key="held", skipped_why="not queued nor live",
     cli_help="Hold queued runs (they start no node); a live run is held if it is interrupted later.",

@@ -27,11 +27,18 @@ _CompletedOpt = Annotated[bool, typer.Option("--completed", help="Also rerun com
 @with_option_groups
 def runs(ctx: typer.Context,
          experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")] = None,
-         status_: Annotated[Optional[str], typer.Option("--status", "-s", help="held, queued, assigned, running, completed, failed or cancelled.")] = None,
+         status_: Annotated[Optional[list[str]], typer.Option("--status", "-s", help="held, queued, assigned, running, completed, failed or cancelled; repeat it for several.")] = None,
+         cluster: Annotated[Optional[str], typer.Option("--cluster", help="Only runs of this cluster.")] = None,
+         node: Annotated[Optional[str], typer.Option("--node", help="Only runs on this node (their latest attempt's).")] = None,
+         query: Annotated[Optional[str], typer.Option("--query", "-q", help="Only runs whose run id contains this (case-insensitive).")] = None,
+         sort: Annotated[Optional[str], typer.Option("--sort", help="A field of the --json shape, '-' first for descending (--sort=-ended_at); default: experiment, run id.")] = None,
+         limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many runs (default: all, fetched a page at a time).")] = None,
+         offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many matching runs.")] = 0,
          json_out: JsonOpt = False, *, conn: Connection) -> None:
     """List runs; --json prints one object per run (a stable interface)."""
     with api_client(ctx, conn) as api:
-        rows = api.get("/api/runs", experiment=experiment, status=status_)
+        rows = list(api.pages("/api/runs", offset=offset, limit=limit, experiment=experiment, status=status_ or None,
+                              cluster=cluster, node=node, q=query, sort=sort))
     if json_out:
         print_json(rows)
         return
@@ -66,6 +73,8 @@ def _act(ctx: typer.Context, verb: RunVerb, runs_: list[str] | None, experiment:
         typer.echo(f"{done_key} {len(result[done_key])}: {' '.join(result[done_key])}".rstrip(": "))
         if result.get("skipped"):
             typer.echo(f"skipped ({verb.skipped_why}): {' '.join(result['skipped'])}")
+        if result.get("matched") == 0 and not result.get("unknown"):
+            typer.echo("no run matched the selection", err=True)
     if result.get("unknown"):
         fail(f"unknown: {' '.join(result['unknown'])}", code=1)
 

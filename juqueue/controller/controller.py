@@ -275,7 +275,9 @@ class Controller:
         self.consolidator.act(now, moves_allowed)
 
     def _run_commands(self) -> None:
-        while True:
+        """The commands queued before this batch: one queued meanwhile (the next chunk of a large
+        selection) waits for the next batch, so events are handled in between."""
+        for _ in range(self._commands.qsize()):
             try:
                 cmd = self._commands.get_nowait()
             except queue.Empty:

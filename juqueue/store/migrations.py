@@ -91,11 +91,20 @@ def _v5_node_replacement(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE nodes ADD COLUMN protected_until FLOAT")
 
 
+def _v6_run_list_indexes(conn: Connection) -> None:
+    """Indexes for the runs list's filters (status, experiment, cluster, node) and its default order."""
+    conn.exec_driver_sql("CREATE INDEX ix_runs_experiment_run_id ON runs (experiment, run_id, global_id)")
+    conn.exec_driver_sql("CREATE INDEX ix_runs_status_experiment_run_id ON runs (status, experiment, run_id, global_id)")
+    conn.exec_driver_sql("CREATE INDEX ix_runs_cluster_status ON runs (cluster, status)")
+    conn.exec_driver_sql("CREATE INDEX ix_runs_node_cluster_status ON runs (node, cluster, status)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
     Migration(4, "add attempts.slots", _v4_attempt_slots),
     Migration(5, "add nodes.replaces and nodes.protected_until", _v5_node_replacement),
+    Migration(6, "add the runs list's indexes", _v6_run_list_indexes),
 )
 
 

@@ -19,8 +19,11 @@ from juqueue.accounting import AttemptSpan, NodeBill
 from juqueue.definitions.models import LoadResult
 from juqueue.status import EndReason, RunStatus
 from juqueue.store.definition_sync import ApplySummary, apply_definitions
+from juqueue.store.run_query import RunFilter, order_by
 from juqueue.store.tables import AttemptRow, EventRow, ExperimentRow, NodeRow, RunRow, UsageSampleRow
 
+_PAGE_BY_IDS = 1000  # pages up to this size are read ids first (an IN list of at most this many)
+_IN_CHUNK = 10_000  # ids per IN list when a caller may pass more
 _LIVE = (RunStatus.ASSIGNED.value, RunStatus.RUNNING.value)
 RUN_MUTABLE = ("status", "attempt", "exit_code", "node", "reason", "retries_used", "queued_at", "started_at", "ended_at")
 ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested", "stop_reason")
@@ -168,9 +171,13 @@ class Store:
         gids = list(gids)
         if not gids:
             return {}
+        out: dict[str, RunStatus] = {}
         with self.session() as s:
-            rows = s.execute(select(RunRow.global_id, RunRow.status).where(RunRow.global_id.in_(gids))).all()  # type: ignore[attr-defined]
-            return {gid: RunStatus(status) for gid, status in rows}
+            for start in range(0, len(gids), _IN_CHUNK):  # SQLite allows 32,766 bound values per statement
+                part = gids[start:start + _IN_CHUNK]
+                rows = s.execute(select(RunRow.global_id, RunRow.status).where(RunRow.global_id.in_(part))).all()  # type: ignore[attr-defined]
+                out.update((gid, RunStatus(status)) for gid, status in rows)
+        return out
 
     def latest_attempts(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], AttemptRow]:
         keys = list(keys)
@@ -193,17 +200,35 @@ class Store:
         with self.session() as s:
             return list(s.execute(select(NodeRow).order_by(NodeRow.created_at.desc()).limit(limit)).scalars())  # type: ignore[attr-defined]
 
-    def list_runs(self, experiment: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRow]:
+    def list_runs(self, where: RunFilter | None = None, *, offset: int = 0, limit: int | None = None,
+                  sort: str | None = None) -> list[RunRow]:
+        """A page of the runs matching `where` (None: all), ordered by `sort` (run_query.order_by;
+        default experiment, run id), from `offset`, at most `limit`."""
+        where = where or RunFilter()
+        paged = limit is not None and limit <= _PAGE_BY_IDS
+        # A page: its ids first (filtered and sorted on the indexes, no wide rows), then those rows.
+        q = select(RunRow.global_id if paged else RunRow).where(where.where()).order_by(*order_by(sort))
+        if offset:
+            q = q.offset(offset)
+        if limit:
+            q = q.limit(limit)
         with self.session() as s:
-            q = select(RunRow)
-            if experiment:
-                q = q.where(RunRow.experiment == experiment)
-            if status:
-                q = q.where(RunRow.status == status)
-            q = q.order_by(RunRow.experiment, RunRow.run_id)
-            if limit:
-                q = q.limit(limit)
-            return list(s.execute(q).scalars())
+            if not paged:
+                return list(s.execute(q).scalars())
+            ids = list(s.execute(q).scalars())
+            rows = {r.global_id: r for r in s.execute(select(RunRow).where(RunRow.global_id.in_(ids))).scalars()} if ids else {}  # type: ignore[attr-defined]
+        return [rows[g] for g in ids if g in rows]
+
+    def count_runs(self, where: RunFilter) -> int:
+        """How many runs match (the runs list's total)."""
+        with self.session() as s:
+            return int(s.execute(select(func.count()).select_from(RunRow).where(where.where())).scalar() or 0)
+
+    def run_ids(self, where: RunFilter) -> list[str]:
+        """The global ids of every run that matches, in the default order: one query, ids only
+        (a selection of 100,000 runs must not load their specs)."""
+        with self.session() as s:
+            return list(s.execute(select(RunRow.global_id).where(where.where()).order_by(*order_by(None))).scalars())
 
     def get_run(self, gid: str) -> RunRow | None:
         with self.session() as s:

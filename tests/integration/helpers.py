@@ -83,9 +83,13 @@ class Server:
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
 
     def runs(self) -> list[dict]:
-        resp = self.api("GET", "/api/runs")
-        resp.raise_for_status()
-        return resp.json()
+        out: list[dict] = []
+        while True:  # every run, a page of 1,000 at a time; the total is in X-Total-Count
+            resp = self.api("GET", "/api/runs", params={"offset": len(out), "limit": 1000})
+            resp.raise_for_status()
+            out += resp.json()
+            if not resp.json() or len(out) >= int(resp.headers["X-Total-Count"]):
+                return out
 
     def run(self, gid: str) -> dict:
         resp = self.api("GET", f"/api/runs/{gid}")

@@ -175,7 +175,8 @@ def test_run_detail_logs_and_unknown_ids(setup):
 def test_cancel_requeue_list_unknown_ids(setup):
     _, client, controller, _ = setup
     out = client.post("/api/runs/cancel", json={"ids": ["e@a", "x@y", "e@done"]}, headers=AUTH).json()
-    assert out == {"cancelled": ["e@a"], "unknown": ["x@y"], "skipped": ["e@done"]}
+    assert out == {"cancelled": ["e@a"], "unknown": ["x@y"], "skipped": ["e@done"],
+                   "skipped_reasons": {"e@done": "completed: already final"}, "matched": 2}
     out = client.post("/api/runs/requeue", json={"experiment": "e"}, headers=AUTH).json()
     assert out["requeued"] == ["e@done"] and out["unknown"] == []
     out = client.post("/api/runs/cancel", json={"experiment": "ghost"}, headers=AUTH).json()

@@ -23,6 +23,7 @@ from juqueue.store import engine as engine_module
 from juqueue.store import migrations
 from juqueue.store.engine import make_engine
 from juqueue.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, prepare_schema, read_version
+from juqueue.store.run_query import RunFilter
 from juqueue.store.store import Store, WriteBatch
 from juqueue.version import __version__
 
@@ -104,6 +105,7 @@ def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pyte
         assert snapshot(engine, v1_cols) == before
         assert "stop_reason" in columns(engine, "attempts")
         assert "slots" in columns(engine, "attempts")  # version 4
+        assert RUN_LIST_INDEXES <= {i["name"] for i in inspect(engine).get_indexes("runs")}  # version 6
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM attempts WHERE stop_reason IS NOT NULL")).scalar() == 0
 
@@ -123,6 +125,39 @@ def test_v1_store_is_upgraded_with_every_row_intact(tmp_path: Path, caplog: pyte
                                    "slot": 2, "slots": "[2, 3]"})
         store.commit(batch)
         assert [(a.number, a.stop_reason, a.slot, a.slots) for a in store.attempts_of("legacy@waiting")] == [(1, "cancel", 2, "[2, 3]")]
+    finally:
+        engine.dispose()
+
+
+RUN_LIST_INDEXES = {"ix_runs_experiment_run_id", "ix_runs_status_experiment_run_id", "ix_runs_cluster_status", "ix_runs_node_cluster_status"}
+
+
+def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Version 6 only adds indexes: a version-5 store keeps its rows, and the runs list's
+    filtered pages read them (the plan names the index, not a scan of every run)."""
+    db = load_v1(tmp_path)
+    plain = sqlalchemy.create_engine(f"sqlite:///{db}")
+    try:
+        assert prepare_schema(plain, migrations=MIGRATIONS[:4]) == 5  # the store a version-5 release leaves
+        assert not RUN_LIST_INDEXES & {i["name"] for i in inspect(plain).get_indexes("runs")}
+        before = snapshot(plain, {t: columns(plain, t) for t in TABLES})
+    finally:
+        plain.dispose()
+    with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
+        engine = make_engine(None, tmp_path)
+    assert any("schema version 6: add the runs list's indexes" in r.getMessage() for r in caplog.records)
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert RUN_LIST_INDEXES <= {i["name"] for i in inspect(engine).get_indexes("runs")}
+        assert snapshot(engine, {t: columns(engine, t) for t in TABLES}) == before
+        with engine.connect() as conn:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT global_id FROM runs WHERE status = 'failed' AND experiment = 'legacy' "
+                "ORDER BY experiment, run_id LIMIT 100"))
+        assert "ix_runs_status_experiment_run_id" in plan, plan
+        store = Store(engine)
+        assert [r.global_id for r in store.list_runs(where=RunFilter.of(["failed"]), limit=100)] == ["legacy@after_bad", "legacy@bad"]
+        assert store.count_runs(RunFilter.of(["failed"], q="BAD")) == 2
     finally:
         engine.dispose()
 

@@ -1,19 +1,21 @@
-"""Runs: list, detail with attempts and history, the run verbs (juqueue.run_verbs: cancel, requeue,
-hold, release, resume; one route each), and log tails."""
+"""Runs: the list (paged and filtered, the total in X-Total-Count), detail with attempts and
+history, the run verbs (juqueue.run_verbs: cancel, requeue, hold, release, resume; one route each,
+selections in juqueue.api.selection), and log tails."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Callable, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep, StoreDep
+from juqueue.api.selection import ResumeSelection, RunSelection, act, run_filter
 from juqueue.run_verbs import RUN_VERBS, RunVerb
 from juqueue.status import RunStatus
+from juqueue.store.run_query import RunQueryError
 from juqueue.store.store import Store
 from juqueue.store.tables import RunRow
 
@@ -21,18 +23,8 @@ router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(requ
 
 STATUS_VALUES = [s.value for s in RunStatus]
 MAX_LOG_CHUNK = 1 << 20
-
-
-class RunSelection(BaseModel):
-    """Which runs an action is for: global ids, or every run of one experiment."""
-
-    ids: list[str] = Field(default_factory=list, description="global ids, 'experiment@run'")
-    experiment: str | None = Field(None, description="act on every run of this experiment")
-    status: str | None = Field(None, description="act on every run with this status (with `experiment`: of that experiment)")
-
-
-class ResumeSelection(RunSelection):
-    completed: bool = Field(False, description="also rerun completed runs (a fresh retry budget, the next attempt)")
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+TOTAL_HEADER = "X-Total-Count"  # the runs matching the list's filter, whatever the page
 
 
 def run_to_dict(row: RunRow) -> dict:
@@ -54,14 +46,6 @@ def _json_list(text: str) -> list:
     return value if isinstance(value, list) else []
 
 
-def _check_status(status: str | None) -> str | None:
-    if status is None or status == "":
-        return None
-    if status.lower() not in STATUS_VALUES:
-        raise HTTPException(422, detail=f"unknown status {status!r}; allowed: {', '.join(STATUS_VALUES)}")
-    return status.lower()
-
-
 def _get_run(store: Store, global_id: str) -> RunRow:
     row = store.get_run(global_id)
     if row is None:
@@ -69,14 +53,30 @@ def _get_run(store: Store, global_id: str) -> RunRow:
     return row
 
 
-@router.get("", summary="List runs")
+@router.get("", summary="List runs: one page; the total matching in X-Total-Count")
 def list_runs(
     store: StoreDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, description="skip this many matching runs")] = 0,
+    limit: Annotated[int, Query(ge=1, description=f"at most this many runs (default {DEFAULT_PAGE}, at most {MAX_PAGE})")] = DEFAULT_PAGE,
+    sort: Annotated[str | None, Query(description="a field of the run's JSON shape, '-' first for descending "
+                                                  "(default: experiment, then run id)")] = None,
+    status: Annotated[list[str] | None, Query(description=f"any of these (repeat it): {', '.join(STATUS_VALUES)}")] = None,
     experiment: Annotated[str | None, Query(description="only this experiment's runs")] = None,
-    status: Annotated[str | None, Query(description=f"one of: {', '.join(STATUS_VALUES)}")] = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    cluster: Annotated[str | None, Query(description="only runs of this cluster")] = None,
+    node: Annotated[str | None, Query(description="only runs on this node (their latest attempt's)")] = None,
+    q: Annotated[str | None, Query(description="only runs whose run id contains this (case-insensitive)")] = None,
 ) -> list[dict]:
-    return [run_to_dict(r) for r in store.list_runs(experiment=experiment, status=_check_status(status), limit=limit)]
+    if limit > MAX_PAGE:
+        raise HTTPException(422, detail=f"limit {limit} is over the maximum of {MAX_PAGE}: page with offset "
+                                        f"(the total is in the {TOTAL_HEADER} header)")
+    where = run_filter(statuses=status, experiment=experiment, cluster=cluster, node=node, q=q)
+    try:
+        rows = store.list_runs(where=where, offset=offset, limit=limit, sort=sort)
+    except RunQueryError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    response.headers[TOTAL_HEADER] = str(store.count_runs(where))
+    return [run_to_dict(r) for r in rows]
 
 
 @router.get("/{global_id}", summary="One run with its attempts and history")
@@ -88,30 +88,6 @@ def get_run(global_id: str, store: StoreDep) -> dict:
     return out
 
 
-def _select(store: Store, sel: RunSelection) -> tuple[list[str], list[str]]:
-    """Split the selection into known global ids and unknown names (never silently dropped)."""
-    if not sel.ids and not sel.experiment and not sel.status:
-        raise HTTPException(422, detail="give 'ids' (global ids), 'experiment' or 'status'")
-    status = _check_status(sel.status)
-    wanted = list(dict.fromkeys(sel.ids))
-    unknown: list[str] = []
-    if sel.experiment or status:
-        runs = store.list_runs(experiment=sel.experiment, status=status)
-        if not runs and sel.experiment and not store.list_runs(experiment=sel.experiment, limit=1):
-            unknown.append(sel.experiment)
-        wanted += [r.global_id for r in runs if r.global_id not in wanted]
-    known = store.runs_by_id(wanted)
-    unknown += [g for g in wanted if g not in known]
-    return [g for g in wanted if g in known], unknown
-
-
-def _act(sel: RunSelection, ctx: AppContext, action: Callable[[list[str]], list[str]], done_key: str) -> dict:
-    """Select, act on the controller thread, and say what was done, skipped and unknown."""
-    known, unknown = _select(ctx.store, sel)
-    done = ctx.controller.call(lambda: action(known)) if known else []
-    return {done_key: done, "unknown": unknown, "skipped": [g for g in known if g not in done]}  # type: ignore[operator]
-
-
 def _verb_endpoint(verb: RunVerb) -> Callable[..., dict]:
     """`POST /api/runs/<verb>`: the selection, acted on by the verb's controller method."""
     body = ResumeSelection if verb.completed_flag else RunSelection
@@ -119,8 +95,8 @@ def _verb_endpoint(verb: RunVerb) -> Callable[..., dict]:
     def endpoint(sel: RunSelection, ctx: AppContext) -> dict:
         method = getattr(ctx.controller, verb.method)
         if isinstance(sel, ResumeSelection):  # the verb's body when it has the `completed` flag
-            return _act(sel, ctx, lambda known: method(known, sel.completed), verb.done_key)
-        return _act(sel, ctx, method, verb.done_key)
+            return act(sel, ctx, verb, lambda known: method(known, sel.completed), sel.completed)
+        return act(sel, ctx, verb, method)
 
     endpoint.__name__ = endpoint.__qualname__ = verb.method  # the operation id: `<name>_runs_api_runs_<name>_post`
     endpoint.__annotations__ = {"sel": body, "ctx": ContextDep, "return": dict}  # FastAPI reads these, not strings
