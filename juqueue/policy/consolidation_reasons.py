@@ -43,7 +43,7 @@ def _kept_reason(node: NodeSnapshot, target: int, accepting: int) -> str:
         return "stopping"
     if node.protected:
         return "a replacement before its predecessor's wall-time warning: protected, not counted against the target"
-    return f"within the target: the demand needs {target} node(s), {accepting} accept runs"
+    return f"within the target: the demand needs {target} node(s); {accepting} take runs"
 
 
 def _surplus_reason(node: NodeSnapshot, cluster: ClusterSnapshot, plan: ClusterPlan, now: float) -> str:
