@@ -52,7 +52,7 @@ def api(make, tmp_path: Path):
             h.started(a.global_id, slot=slot)
     h.step()
     ctx = AppContext(store=h.store, controller=InlineController(h), token=TOKEN, work=h.controller.config.work,  # type: ignore[arg-type]
-                     clusters={"c": spec}, port=PORT, reload=lambda **kw: {}, request_stop=lambda cancel: {})
+                     clusters=lambda: {"c": spec}, port=PORT, reload=lambda **kw: {}, request_stop=lambda cancel: {})
     with TestClient(create_app(ctx)) as client:
         yield h, client
 
