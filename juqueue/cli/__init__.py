@@ -7,7 +7,7 @@ option sets shared by several commands are declared once, in juqueue.cli.options
 
 This module assembles the app from the commands' modules: serve.py (serve, stop),
 status.py, runs.py (runs, the run verbs of juqueue.run_verbs, logs), admin.py (reload, url,
-slurm-script) and simulate.py. Commands are registered here, in the order `--help` lists
+slurm-script), simulate.py and node.py (`node drain|stop`, a sub-app). Commands are registered here, in the order `--help` lists
 them.
 """
 
@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 # the modules, not their commands: `juqueue.cli.status` etc. stay the modules (for monkeypatch)
-from juqueue.cli import admin, runs, serve, simulate, status
+from juqueue.cli import admin, node, runs, serve, simulate, status
 from juqueue.cli.options import ServeArgs, with_option_groups
 from juqueue.run_verbs import RUN_VERBS
 from juqueue.version import __version__
@@ -67,6 +67,7 @@ app.command()(admin.url)
 app.command()(serve.stop)
 app.command("slurm-script")(admin.slurm_script)
 app.command("simulate")(simulate.simulate)
+app.add_typer(node.app, name="node")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from juqueue.controller.state import ControllerState, NodeInfo, RunState
 from juqueue.policy.consolidation import plan_consolidation
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 NodePhase, NodeSnapshot, Plan, RunOnNode, Snapshot)
+from juqueue.policy.consolidation_reasons import NodeVerdict, explain_nodes
 from juqueue.policy.replacement import protected
 from juqueue.policy.scaling import target_nodes
 from juqueue.status import NodeState, StopReason
@@ -58,6 +59,7 @@ class Consolidator:
         self.actions = actions
         self.backends = backends
         self.views: dict[str, ClusterView] = {}
+        self._last: tuple[Snapshot, Plan, float] | None = None  # the last plan, explained per node on request
 
     def view(self, cluster: str) -> ClusterView:
         return self.views.setdefault(cluster, ClusterView())
@@ -118,7 +120,9 @@ class Consolidator:
     def plan(self, now: float) -> Plan:
         """The plan for now; it also refreshes which nodes are surplus (placement uses them last)."""
         self._settle_emptying(now)
-        plan = plan_consolidation(self.snapshot(now, self.targets()), now)
+        snapshot = self.snapshot(now, self.targets())
+        plan = plan_consolidation(snapshot, now)
+        self._last = (snapshot, plan, now)
         self.s.surplus = set(plan.surplus)
         for cp in plan.clusters:
             view = self.view(cp.cluster)
@@ -236,6 +240,16 @@ class Consolidator:
             run.moved_at = max(run.moved_at or 0.0, self.s.now())
         experiments = {r.experiment for r in self.s.runs.values()}
         self.s.durations.update(self.s.store.completed_durations(experiments))
+
+    def node_verdicts(self) -> dict[str, NodeVerdict]:
+        """Per node: surplus or kept, and why, as the last plan saw it (explained only when asked)."""
+        if self._last is None:
+            return {}
+        snapshot, plan, now = self._last
+        out: dict[str, NodeVerdict] = {}
+        for cluster in snapshot.clusters:
+            out.update(explain_nodes(cluster, plan.cluster(cluster.name), now))
+        return out
 
     def status(self, cluster: str) -> dict:
         spec = self.s.config.clusters[cluster]

@@ -41,6 +41,7 @@ from juqueue.controller.dispatch import Dispatch
 from juqueue.controller.fleet import Fleet
 from juqueue.controller.ingest import EventIngest
 from juqueue.controller.lifecycle import RunLifecycle
+from juqueue.controller.node_actions import NodeActionResult, NodeActions
 from juqueue.controller.node_loss import NodeLoss
 from juqueue.controller.publisher import Publisher
 from juqueue.controller.recovery import Recovery
@@ -79,6 +80,7 @@ class Controller:
         self.actions = UserActions(state, self.lifecycle, publisher, leases, self.budgets)
         self.consolidator = Consolidator(state, self.fleet, self.loss, self.actions, backends)
         self.replacements = Replacements(state, self.fleet, self.budgets)
+        self.node_actions = NodeActions(state, self.fleet, self.loss, backends)
         self.usage = UsageSampler(state)
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._stop = threading.Event()
@@ -152,6 +154,12 @@ class Controller:
     def resume_runs(self, gids: list[str], completed: bool = False) -> list[str]:
         return self.actions.resume_runs(gids, completed)
 
+    def drain_node(self, name: str, why: str | None = None) -> NodeActionResult:
+        return self.node_actions.drain(name, why)
+
+    def stop_node(self, name: str, why: str | None = None) -> NodeActionResult:
+        return self.node_actions.stop(name, why)
+
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
         return self.actions.apply_definitions(result)
 
@@ -174,8 +182,16 @@ class Controller:
         return self.budgets.status()["experiments"]
 
     def nodes_snapshot(self) -> list[dict]:
-        """Live nodes as the API shows them."""
-        return [n.as_api(surplus=n.name in self.s.surplus) for n in sorted(self.s.nodes.values(), key=lambda n: n.name)]
+        """Live nodes as the API shows them, each with why it is surplus or kept."""
+        verdicts = self.consolidator.node_verdicts()
+        out = []
+        for n in sorted(self.s.nodes.values(), key=lambda n: n.name):
+            surplus = n.name in self.s.surplus
+            why = verdicts.get(n.name)
+            reason = why.reason if why is not None and why.surplus == surplus else None
+            out.append(n.as_api(surplus=surplus, surplus_reason=reason if surplus else None,
+                                kept_reason=None if surplus else reason))
+        return out
 
     # ================================================================ the loop
     def _loop(self) -> None:
@@ -268,7 +284,9 @@ class Controller:
 
     def _place_and_scale(self, now: float, moves_allowed: bool) -> None:
         """Surplus first (placement puts runs there last), then placement, node starts up to
-        the target, and consolidation: empty surplus nodes go at once, moves only on ticks."""
+        the target, and consolidation: empty surplus nodes go at once, moves only on ticks.
+        Nodes a user drained go first once empty."""
+        self.node_actions.release_drained(now)
         self.consolidator.plan(now)
         self.dispatch.place(now)
         self.fleet.scale_out(now, {c: v.target for c, v in self.consolidator.views.items()})

@@ -9,6 +9,10 @@ from functools import cached_property
 from juqueue.status import NodeState, RunStatus, StopReason
 from juqueue.store.tables import NodeRow, RunRow
 
+# A user's drain is kept in the node's `reason` (so it outlives a restart without a column):
+# a draining node whose reason carries this mark is released as soon as it is empty.
+USER_DRAIN_MARK = "drained by user"
+
 
 @dataclass
 class RunState:
@@ -143,6 +147,11 @@ class NodeInfo:
     def accepting(self) -> bool:
         return self.state in (NodeState.STARTING, NodeState.UP)
 
+    @property
+    def drained_by_user(self) -> bool:
+        """A user drained it: it takes nothing new and goes once empty; nothing makes it accept again."""
+        return self.state == NodeState.DRAINING and USER_DRAIN_MARK in (self.reason or "")
+
     def release(self, gid: str) -> None:
         """The run's attempt here is over: its slots are free."""
         self.runs.discard(gid)
@@ -171,10 +180,12 @@ class NodeInfo:
                     out[i] = gid
         return out
 
-    def as_api(self, surplus: bool) -> dict:
-        """The node as `/api/nodes` and `status --json` show it."""
+    def as_api(self, surplus: bool, surplus_reason: str | None = None, kept_reason: str | None = None) -> dict:
+        """The node as `/api/nodes` and `status --json` show it (juqueue.api.models.NodeModel)."""
         return {"name": self.name, "cluster": self.cluster, "type": self.backend, "state": self.state.value,
-                "slots_used": self.slots_used, "slots_total": self.slots_total, "runs": sorted(self.runs),
+                "slots_used": self.slots_used, "slots_total": self.slots_total, "num_slots": self.slots_total,
+                "runs": sorted(self.runs), "host": self.host, "drained_by_user": self.drained_by_user,
+                "surplus_reason": surplus_reason, "kept_reason": kept_reason,
                 "slots": self.slot_map(), "job_id": self.job_id, "reason": self.reason,
                 "last_heartbeat": self.last_heartbeat, "started_at": self.started_at, "time_limit_at": self.time_limit_at,
                 "no_devices": self.no_devices, "surplus": surplus, "billed_from": self.billed_from,

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from juqueue.cli import app
 from support.processes import free_port
 
-COMMANDS = ["serve", "status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop", "slurm-script"]
+COMMANDS = ["serve", "status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop", "slurm-script", "node"]
+NODE_COMMANDS = [["node", "drain"], ["node", "stop"]]
 CLIENT_COMMANDS = ["status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop"]
 runner = CliRunner()
 
@@ -42,7 +43,21 @@ def test_command_help(command):
             assert option in result.output, (command, option)
 
 
-@pytest.mark.parametrize("args", [["status"], ["runs", "--json"], ["cancel", "e@a"], ["logs", "e@a"], ["url"], ["stop"]])
+@pytest.mark.parametrize("command", NODE_COMMANDS)
+def test_node_command_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("NAME", "--reason", "--json", "--url", "--port", "--work-dir", "--token"):
+        assert option in result.output, (command, option)
+
+
+def test_root_help_lists_node_last():
+    output = runner.invoke(app, ["--help"]).output
+    assert output.index(" node ") > output.index(" simulate ")
+
+
+@pytest.mark.parametrize("args", [["status"], ["runs", "--json"], ["cancel", "e@a"], ["logs", "e@a"], ["url"], ["stop"],
+                                  ["node", "drain", "n1"], ["node", "stop", "n1"]])
 def test_no_server_is_one_line_and_exit_2(args):
     port = free_port()
     result = runner.invoke(app, [*args, "--port", str(port)])

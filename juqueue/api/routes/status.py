@@ -7,13 +7,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.api.auth import require_token
 from juqueue.api.deps import ContextDep
+from juqueue.api.models import NodeModel
 from juqueue.api.routes.usage import usage_totals
 from juqueue.status import RunStatus
 from juqueue.version import __version__
 
 router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_token)])
-
-NODE_KEYS = ("name", "state", "slots_used", "slots_total", "slots", "runs", "job_id", "reason", "surplus", "no_devices")
 
 
 @router.get("/status", summary="Run counts, clusters with their nodes, definition errors, store errors")
@@ -45,7 +44,7 @@ def get_status(ctx: ContextDep) -> dict:
     for node in nodes:
         entry = clusters.setdefault(node["cluster"], {"name": node["cluster"], "type": node.get("type"),
                                                       "paused_reason": health.get(node["cluster"]), "nodes": []})
-        entry["nodes"].append({k: node.get(k) for k in NODE_KEYS})
+        entry["nodes"].append(NodeModel.model_validate(dict(node, live=True)).model_dump(mode="json"))  # /api/nodes' shape
     if counts is not None:  # the store answers: node-hours per cluster (null while it cannot be read)
         try:
             billed = usage_totals(ctx.store)["clusters"]
