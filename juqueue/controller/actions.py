@@ -14,7 +14,7 @@ from juqueue.controller.publisher import Publisher
 from juqueue.controller.state import ControllerState, RunState
 from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.config import ClusterHealth
-from juqueue.definitions.models import ClusterSpec
+from juqueue.definitions.models import ClusterSpec, DefinitionError
 from juqueue.run_verbs import CANCEL, HOLD, RELEASE, REQUEUE, RESUME
 from juqueue.status import NodeState, RunStatus, StopReason
 
@@ -27,6 +27,9 @@ class UserActions:
         self.lifecycle = lifecycle
         self.publisher = publisher
         self.leases = leases
+        # the last applied definitions' errors by their text (`definition_errors`), each with its
+        # file and experiment: the API's structured list beside the strings
+        self.error_details: dict[str, DefinitionError] = {}
 
     def cancel_runs(self, gids: list[str]) -> list[str]:
         done = []
@@ -166,6 +169,7 @@ class UserActions:
         for run in queued:  # after all are in memory: they may depend on each other
             self.lifecycle.enqueue(run)
         s.definition_errors = [str(e) for e in result.errors]
+        self.error_details = {str(e): e for e in result.errors}
         if self.budgets is not None:
             self.budgets.set_experiment_caps(dict(result.budgets), keep=set(result.failed_experiments))
         s.dirty_placement = True

@@ -75,6 +75,7 @@ class DefinitionError(BaseModel):
     message: str
     run: str | None = None
     field: str | None = None
+    experiment: str | None = None  # the experiment its file defines, when it defines exactly one
 
     def __str__(self) -> str:
         where = self.file

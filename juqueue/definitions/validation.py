@@ -173,6 +173,9 @@ def combine(files: list[FileResult], cluster_names: set[str] | None) -> LoadResu
     result = LoadResult()
     for fr in files:
         if fr.errors:
+            names = list(dict.fromkeys(fr.experiments))
+            for err in fr.errors:
+                err.experiment = err.experiment or (names[0] if len(names) == 1 else None)
             result.errors.extend(fr.errors)
             result.failed_files.append(fr.file)
             result.failed_experiments.extend(n for n in fr.experiments if n not in result.failed_experiments)
@@ -198,7 +201,8 @@ def check_run_slots(result: LoadResult, num_slots: dict[str, int]) -> LoadResult
         message = run_slots_error(run.id, run.slots, run.cluster, num_slots[run.cluster])
         if message:
             bad.setdefault(run.source_file, []).append(
-                DefinitionError(file=run.source_file, message=message, run=run.id, field="slots"))
+                DefinitionError(file=run.source_file, message=message, run=run.id, field="slots",
+                                experiment=run.experiment))
     if not bad:
         return result
     out = result.model_copy(deep=True)

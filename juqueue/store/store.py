@@ -247,6 +247,23 @@ class Store:
             rows = s.execute(select(RunRow.status, func.count()).group_by(RunRow.status)).all()
             return {status: n for status, n in rows}
 
+    def experiment_status_counts(self) -> dict[str, dict[str, int]]:
+        """Runs per experiment and status (one grouped query on the runs' status index)."""
+        with self.session() as s:
+            out: dict[str, dict[str, int]] = {}
+            for exp, status, n in s.execute(select(RunRow.experiment, RunRow.status, func.count())
+                                            .group_by(RunRow.experiment, RunRow.status)).all():
+                out.setdefault(exp, {})[status] = n
+            return out
+
+    def node_hosts(self, names: Iterable[str]) -> dict[str, str | None]:
+        """Each named node's host (a run's attempts show where they ran)."""
+        names = list(set(names))
+        if not names:
+            return {}
+        with self.session() as s:
+            return dict(s.execute(select(NodeRow.name, NodeRow.host).where(NodeRow.name.in_(names))).all())  # type: ignore[attr-defined,arg-type]
+
     def experiments(self) -> list[ExperimentRow]:
         with self.session() as s:
             return list(s.execute(select(ExperimentRow).order_by(ExperimentRow.name)).scalars())

@@ -83,7 +83,7 @@ def test_k_slot_run_gets_its_devices_and_status_shows_the_slot_map(workspace):
             devices, first, every = seen[rid]
             assert every == [first] and devices == [str(first)] and slots[first] == f"slots@{rid}"
         attempt = server.run("slots@pair")["attempts"][0]
-        assert attempt["slot"] == pair_at[0] and json.loads(attempt["slots"]) == pair_at  # the store recorded them
+        assert attempt["slot"] == pair_at[0] and attempt["slots"] == pair_at  # the store recorded them (a JSON list)
     finally:
         release.write_text("")
         server.stop()

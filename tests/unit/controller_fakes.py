@@ -365,4 +365,18 @@ def build_harness(tmp_path: Path, clusters: list[ClusterSpec], runs: list[RunSpe
 
 
 __all__ = ["FakeBackend", "FakeClock", "FakeGeneration", "FakeLeases", "FakePublisher", "FakeStream",
-           "Harness", "build_harness", "run_specs"]
+           "Harness", "InlineController", "build_harness", "run_specs"]
+
+
+class InlineController:
+    """The harness's controller, with `call` running the command inside the next batch (as
+    the controller thread would, then committing)."""
+
+    def __init__(self, h: Harness) -> None:
+        self._h = h
+
+    def call(self, fn, timeout_s: float = 120.0):  # type: ignore[no-untyped-def]
+        return self._h.command(fn)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._h.controller, name)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from controller_fakes import Harness, run_specs
+from controller_fakes import InlineController, run_specs
 from juqueue.api.app import create_app
 from juqueue.api.context import AppContext
-from juqueue.api.models import NodeModel
+from juqueue.api.models.nodes import NodeModel
 from juqueue.definitions.models import ClusterSpec
 from juqueue.status import NodeState
 
@@ -23,20 +23,6 @@ with warnings.catch_warnings():
 TOKEN = "node-token"
 PORT = 51998
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class InlineController:
-    """The harness's controller, with `call` running the command inside the next batch (as
-    the controller thread would, then committing)."""
-
-    def __init__(self, h: Harness) -> None:
-        self._h = h
-
-    def call(self, fn, timeout_s: float = 120.0):  # type: ignore[no-untyped-def]
-        return self._h.command(fn)
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self._h.controller, name)
 
 
 @pytest.fixture()

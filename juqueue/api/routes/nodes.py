@@ -9,12 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
+from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep
-from juqueue.api.models import NodeActionRequest, NodeActionResponse, NodeModel
+from juqueue.api.models.nodes import NodeActionRequest, NodeActionResponse, NodeModel
 from juqueue.controller.node_actions import NodeActionResult, NodeOutcome
 from juqueue.store.tables import NodeRow
 
-router = APIRouter(prefix="/api", tags=["nodes"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", tags=["nodes"], dependencies=[Depends(require_token)],
+                   responses=error_responses(401, 403, 404, 409, 422, 503))
 
 ENDED_LOOKUP_LIMIT = 100_000  # an action on a node that is not live looks this far back for it
 NodeName = Annotated[str, Path(description="the node's name, as `/api/nodes` lists it")]

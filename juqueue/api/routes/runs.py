@@ -1,17 +1,20 @@
 """Runs: the list (paged and filtered, the total in X-Total-Count), detail with attempts and
 history, the run verbs (juqueue.run_verbs: cancel, requeue, hold, release, resume; one route each,
-selections in juqueue.api.selection), and log tails."""
+selections in juqueue.api.selection), and logs (juqueue.api.routes.logs)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
+from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep, StoreDep
+from juqueue.api.logs import stderr_tail
+from juqueue.api.models.runs import VERB_ANSWERS, AttemptModel, EventModel, RunDetailModel, RunModel
 from juqueue.api.selection import ResumeSelection, RunSelection, act, run_filter
 from juqueue.run_verbs import RUN_VERBS, RunVerb
 from juqueue.status import RunStatus
@@ -19,10 +22,10 @@ from juqueue.store.run_query import RunQueryError
 from juqueue.store.store import Store
 from juqueue.store.tables import RunRow
 
-router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_token)],
+                   responses=error_responses(401, 403, 404, 422, 503))
 
 STATUS_VALUES = [s.value for s in RunStatus]
-MAX_LOG_CHUNK = 1 << 20
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 TOTAL_HEADER = "X-Total-Count"  # the runs matching the list's filter, whatever the page
 
@@ -46,14 +49,16 @@ def _json_list(text: str) -> list:
     return value if isinstance(value, list) else []
 
 
-def _get_run(store: Store, global_id: str) -> RunRow:
+def get_run_row(store: Store, global_id: str) -> RunRow:
     row = store.get_run(global_id)
     if row is None:
         raise HTTPException(404, detail=f"no run with global id {global_id!r} (global ids look like 'experiment@run')")
     return row
 
 
-@router.get("", summary="List runs: one page; the total matching in X-Total-Count")
+@router.get("", summary="List runs: one page; the total matching in X-Total-Count", response_model=list[RunModel],
+            responses={200: {"headers": {TOTAL_HEADER: {"description": "runs matching the filter, whatever the page",
+                                                        "schema": {"type": "integer"}}}}})
 def list_runs(
     store: StoreDep,
     response: Response,
@@ -79,13 +84,31 @@ def list_runs(
     return [run_to_dict(r) for r in rows]
 
 
-@router.get("/{global_id}", summary="One run with its attempts and history")
-def get_run(global_id: str, store: StoreDep) -> dict:
-    row = _get_run(store, global_id)
-    out = run_to_dict(row)
-    out["attempts"] = [a.model_dump(exclude={"id"}) for a in store.attempts_of(global_id)]
-    out["events"] = [e.model_dump(exclude={"id"}) for e in store.events_of(global_id)]
-    return out
+@router.get("/{global_id}", summary="One run with its attempts and history", response_model=RunDetailModel)
+def get_run(global_id: str, ctx: ContextDep) -> RunDetailModel:
+    """Attempts oldest first, each with its node's host and its slots; a failed attempt (exited,
+    exit code not 0) with the last lines of its stderr."""
+    store = ctx.store
+    row = get_run_row(store, global_id)
+    attempts = store.attempts_of(global_id)
+    hosts = store.node_hosts(a.node for a in attempts if a.node)
+    out = []
+    for a in attempts:
+        model = AttemptModel.model_validate(dict(a.model_dump(exclude={"id", "slots"}), slots=_slot_list(a.slots),
+                                                 host=hosts.get(a.node or "")))
+        if a.end_reason == "exited" and a.exit_code not in (None, 0):
+            model.stderr_tail = stderr_tail(ctx.work.attempt_log(row.experiment, row.run_id, a.number, "err"))
+        out.append(model)
+    events = [EventModel.model_validate(e.model_dump(exclude={"id"})) for e in store.events_of(global_id)]
+    return RunDetailModel.model_validate(dict(run_to_dict(row), attempts=out, events=events))
+
+
+def _slot_list(text: str | None) -> list[int] | None:
+    """The attempt's slots column (a JSON list; NULL in stores older than schema 4)."""
+    if text is None:
+        return None
+    value = _json_list(text)
+    return [int(v) for v in value if isinstance(v, int)]
 
 
 def _verb_endpoint(verb: RunVerb) -> Callable[..., dict]:
@@ -104,45 +127,5 @@ def _verb_endpoint(verb: RunVerb) -> Callable[..., dict]:
 
 
 for _verb in RUN_VERBS:
-    router.add_api_route(f"/{_verb.name}", _verb_endpoint(_verb), methods=["POST"], summary=_verb.api_summary)
-
-
-@router.get("/{global_id}/logs", summary="A chunk of an attempt's stdout or stderr, from a byte offset")
-def get_logs(
-    global_id: str,
-    ctx: ContextDep,
-    attempt: Annotated[int | None, Query(ge=1, description="default: the latest attempt")] = None,
-    stream: Literal["out", "err"] = "out",
-    offset: Annotated[int, Query(ge=0)] = 0,
-    max_bytes: Annotated[int, Query(ge=1, le=MAX_LOG_CHUNK)] = MAX_LOG_CHUNK,
-) -> dict:
-    row = _get_run(ctx.store, global_id)
-    number = attempt if attempt is not None else row.attempt  # 0: not started yet, an empty answer to poll on
-    if attempt is not None and number > row.attempt:
-        have = f"attempts 1..{row.attempt}" if row.attempt else "no attempt yet"
-        raise HTTPException(404, detail=f"run {global_id!r} has no attempt {number} ({have})")
-    data = b""
-    if number >= 1:
-        try:
-            with open(ctx.work.attempt_log(row.experiment, row.run_id, number, stream), "rb") as fh:
-                fh.seek(offset)
-                data = _whole_utf8(fh.read(max_bytes))
-        except FileNotFoundError:
-            pass
-    return {
-        "global_id": global_id, "attempt": number, "stream": stream, "offset": offset,
-        "next_offset": offset + len(data), "text": data.decode("utf-8", errors="replace"),
-        "latest_attempt": row.attempt, "status": row.status, "final": RunStatus(row.status).is_final,
-    }
-
-
-def _whole_utf8(data: bytes) -> bytes:
-    """Drop a multi-byte character cut at the end; the next poll reads it whole."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte < 0x80:
-            return data
-        if byte >= 0xC0:  # a lead byte: is its sequence complete?
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return data if back >= need else data[:-back]
-    return data
+    router.add_api_route(f"/{_verb.name}", _verb_endpoint(_verb), methods=["POST"], summary=_verb.api_summary,
+                         response_model=VERB_ANSWERS[_verb.name])

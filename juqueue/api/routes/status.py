@@ -6,17 +6,23 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.api.auth import require_token
+from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep
-from juqueue.api.models import NodeModel
+from juqueue.api.definition_errors import controller_errors, error_details
+from juqueue.api.models.nodes import NodeModel
+from juqueue.api.models.status import StatusModel
 from juqueue.api.routes.usage import usage_totals
 from juqueue.status import RunStatus
 from juqueue.version import __version__
 
-router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_token)],
+                   responses=error_responses(401, 503))
 
 
-@router.get("/status", summary="Run counts, clusters with their nodes, definition errors, store errors")
+@router.get("/status", summary="Run counts, clusters with their nodes, definition errors, store errors",
+            response_model=StatusModel, response_model_exclude_unset=True)
 def get_status(ctx: ContextDep) -> dict:
+    """Fields a server cannot fill now are left out (`usage` while the store cannot be read)."""
     c = ctx.controller
     counts: dict[str, int] | None = {s.value: 0 for s in RunStatus}
     store_error = _controller_store_error(c)  # set by the controller while the store refuses its commits
@@ -27,16 +33,20 @@ def get_status(ctx: ContextDep) -> dict:
         store_error = _controller_store_error(c) or f"store unavailable: {_first_line(exc)}"
 
     def snapshot() -> tuple:
-        return c.nodes_snapshot(), c.cluster_health(), list(c.definition_errors), c.clusters_snapshot()
+        return c.nodes_snapshot(), c.cluster_health(), controller_errors(c), c.clusters_snapshot()
 
     # served by the controller thread, also while it waits for the store
     try:
-        nodes, health, errors, scaling = c.call(snapshot)
+        nodes, health, (errors, known), scaling = c.call(snapshot)
     except SQLAlchemyError as exc:
         # The commit that follows every command carried a batch of events and failed; the
         # controller now waits for the store and serves commands without writing: ask again.
         store_error = store_error or f"store unavailable: {_first_line(exc)}"
-        nodes, health, errors, scaling = c.call(snapshot)
+        nodes, health, (errors, known), scaling = c.call(snapshot)
+    try:
+        sources = {r.name: r.source_file for r in ctx.store.experiments()} if counts is not None else {}
+    except SQLAlchemyError:
+        sources = {}
     clusters: dict[str, dict] = {
         name: {"name": name, "type": spec.type, "paused_reason": health.get(name), **scaling.get(name, {}), "nodes": []}
         for name, spec in ctx.clusters().items()
@@ -53,6 +63,7 @@ def get_status(ctx: ContextDep) -> dict:
         for name, entry in clusters.items():
             entry["usage"] = billed.get(name)  # type: ignore[union-attr]
     return {"counts": counts, "clusters": list(clusters.values()), "definition_errors": errors,
+            "definition_error_details": [e.model_dump() for e in error_details(errors, known, sources)],
             "version": __version__, "flower_url": ctx.flower_url, "store_error": store_error or _controller_store_error(c)}
 
 

@@ -9,10 +9,13 @@ from fastapi import APIRouter, Depends, Query
 
 from juqueue.accounting import compute_usage, downsample
 from juqueue.api.auth import require_token
+from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import StoreDep
+from juqueue.api.models.usage import UsageModel
 from juqueue.store.store import Store
 
-router = APIRouter(prefix="/api", tags=["usage"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", tags=["usage"], dependencies=[Depends(require_token)],
+                   responses=error_responses(401, 422))
 
 
 _CACHE_S = 5.0  # /api/status is polled every few seconds; the totals read every attempt
@@ -31,7 +34,8 @@ def usage_totals(store: Store) -> dict:
     return totals
 
 
-@router.get("/usage", summary="Node-hours billed, busy slot-hours, efficiency and work lost; the series per cluster")
+@router.get("/usage", summary="Node-hours billed, busy slot-hours, efficiency and work lost; the series per cluster",
+            response_model=UsageModel)
 def get_usage(
     store: StoreDep,
     since: Annotated[float | None, Query(description="series from this Unix time on")] = None,

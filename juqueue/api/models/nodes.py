@@ -1,4 +1,4 @@
-"""The API's typed shapes (FastAPI `response_model`s, so `/docs` and `/redoc` show them).
+"""One node and the node actions' shapes.
 
 `NodeModel` is one node wherever the API shows one: `/api/nodes` (live and ended nodes) and
 each cluster's `nodes` in `/api/status`. Fields keep the names and meanings scripts already
