@@ -135,27 +135,20 @@ class BudgetKeeper:
             }
         return out
 
-    def experiments_view(self) -> dict[str, dict]:
-        """Every experiment with runs in memory or a cap: its cap (or None), the node-hours its
-        remaining runs are expected to need, and why it may not start a node now (capped only).
-        Spent node-hours are the API's (from the usage totals); this reads memory only, except
-        for a capped experiment's refusal (the store, at most every `REFRESH_S`)."""
+    def experiment_caps_view(self) -> dict[str, dict]:
+        """Each capped experiment's cap and why its runs may not start a node now (None: they
+        may). From memory; the refusal reads the store at most every `REFRESH_S`."""
         s = self.s
         now = s.now()
-        remaining: dict[str, list] = {}  # type: ignore[type-arg]
+        first_cluster: dict[str, str] = {}
         for r in s.runs.values():
-            if r.status in (RunStatus.QUEUED, RunStatus.ASSIGNED, RunStatus.RUNNING):
-                remaining.setdefault(r.experiment, []).append(r)
+            if r.experiment in self.experiment_caps and r.status in (RunStatus.QUEUED, RunStatus.ASSIGNED, RunStatus.RUNNING):
+                first_cluster.setdefault(r.experiment, r.cluster)
         out: dict[str, dict] = {}
-        for exp in sorted(set(remaining) | set(self.experiment_caps)):
-            runs = remaining.get(exp, [])
-            spec = s.config.clusters.get(runs[0].cluster) if runs else None
-            cap = self.experiment_caps.get(exp)
-            out[exp] = {
-                "budget_node_hours": cap,
-                "projected_node_hours": _round(self.projection_h(runs, spec.num_slots if spec else 1, now)),
-                "reason": _quiet(lambda: self.experiment_refusal(exp, spec, now)) if cap is not None and spec else None,
-            }
+        for exp, cap in sorted(self.experiment_caps.items()):
+            spec = s.config.clusters.get(first_cluster.get(exp, ""))
+            out[exp] = {"budget_node_hours": cap,
+                        "reason": _quiet(lambda: self.experiment_refusal(exp, spec, now)) if spec else None}
         return out
 
 

@@ -19,6 +19,7 @@ from juqueue.accounting import AttemptSpan, NodeBill
 from juqueue.definitions.models import LoadResult
 from juqueue.status import EndReason, RunStatus
 from juqueue.store.definition_sync import ApplySummary, apply_definitions
+from juqueue.store.experiment_reads import RemainingWork, remaining_work
 from juqueue.store.run_query import RunFilter, order_by
 from juqueue.store.tables import AttemptRow, EventRow, ExperimentRow, NodeRow, RunRow, UsageSampleRow
 
@@ -255,6 +256,11 @@ class Store:
                                             .group_by(RunRow.experiment, RunRow.status)).all():
                 out.setdefault(exp, {})[status] = n
             return out
+
+    def remaining_work(self, now: float) -> dict[str, RemainingWork]:
+        """Per experiment with queued or live runs: their cluster and expected run-seconds left."""
+        with self.session() as s:
+            return remaining_work(s, now, self.completed_durations)
 
     def node_hosts(self, names: Iterable[str]) -> dict[str, str | None]:
         """Each named node's host (a run's attempts show where they ran)."""
