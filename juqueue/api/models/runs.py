@@ -3,7 +3,7 @@ and events, a log chunk, and the run verbs' answers."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 
 from juqueue.run_verbs import RUN_VERBS, RunVerb
 
@@ -87,8 +87,6 @@ class LogChunkModel(BaseModel):
 
 class VerbAnswerBase(BaseModel):
     """What a run verb did: its `<done>` list, what it skipped (and why), the unknown names."""
-
-    model_config = ConfigDict(extra="forbid")
 
     unknown: list[str] = Field(description="ids and experiments that do not exist")
     skipped: list[str] = Field(description="runs whose status the verb does not act on")

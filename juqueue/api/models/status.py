@@ -63,6 +63,10 @@ class BatchTimingModel(BaseModel):
 
 
 class StatusModel(BaseModel):
+    """The overview `juqueue status` and the dashboard show (fields a server adds later pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
     counts: dict[str, int] | None = Field(description="runs per status (null while the store cannot be read)")
     clusters: list[ClusterModel]
     definition_errors: list[str] = Field(description="each definition error as one line")

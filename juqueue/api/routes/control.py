@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from juqueue.api.auth import require_token
-from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep
 from juqueue.api.models.control import ReloadModel, StopAnswerModel
+from juqueue.api.models.errors import error_responses
 
 router = APIRouter(prefix="/api", tags=["control"], dependencies=[Depends(require_token)],
                    responses=error_responses(401, 403, 422, 503))

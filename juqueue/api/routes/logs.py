@@ -10,9 +10,9 @@ from fastapi.responses import FileResponse
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
-from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep
 from juqueue.api.logs import read_chunk, size_of, tail_start
+from juqueue.api.models.errors import error_responses
 from juqueue.api.models.runs import LogChunkModel
 from juqueue.api.routes.runs import get_run_row
 from juqueue.status import RunStatus

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
-from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep
+from juqueue.api.models.errors import error_responses
 from juqueue.api.models.nodes import NodeActionRequest, NodeActionResponse, NodeModel
 from juqueue.controller.node_actions import NodeActionResult, NodeOutcome
 from juqueue.store.tables import NodeRow

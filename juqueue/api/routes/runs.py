@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
-from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import ContextDep, StoreDep
 from juqueue.api.logs import stderr_tail
+from juqueue.api.models.errors import error_responses
 from juqueue.api.models.runs import VERB_ANSWERS, AttemptModel, EventModel, RunDetailModel, RunModel
 from juqueue.api.selection import ResumeSelection, RunSelection, act, run_filter
 from juqueue.run_verbs import RUN_VERBS, RunVerb

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.api.auth import require_token
-from juqueue.api.models.errors import error_responses
-from juqueue.api.deps import ContextDep
 from juqueue.api.definition_errors import controller_errors, error_details
+from juqueue.api.deps import ContextDep
+from juqueue.api.models.errors import error_responses
 from juqueue.api.models.nodes import NodeModel
 from juqueue.api.models.status import StatusModel
 from juqueue.api.routes.usage import usage_totals

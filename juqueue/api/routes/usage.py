@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from juqueue.accounting import compute_usage, downsample
 from juqueue.api.auth import require_token
-from juqueue.api.models.errors import error_responses
 from juqueue.api.deps import StoreDep
+from juqueue.api.models.errors import error_responses
 from juqueue.api.models.usage import UsageModel
 from juqueue.store.store import Store
 
