@@ -81,6 +81,7 @@ class LiveAttempt:
     slots: tuple[int, ...]  # the slot indices the controller assigned (JUQUEUE_SLOT is the first)
     proc: object = None
     pstart: int = 0
+    started_at: float | None = None  # when its process started (also in the exit file)
     stop_reason: str | None = None
     kill_timer: threading.Timer | None = field(default=None, repr=False)
 
@@ -151,8 +152,10 @@ def run_claimed(node: NodeSide, live: LiveAttempt, spec: dict) -> None:
         return
     live.proc = proc
     live.pstart = process_start_time(proc.pid) or 0
+    live.started_at = time.time()
     node.emit(
-        Event(type=STARTED, global_id=live.global_id, attempt=live.attempt, slot=live.slots[0], pid=proc.pid, pstart=live.pstart)
+        Event(type=STARTED, global_id=live.global_id, attempt=live.attempt, slot=live.slots[0], pid=proc.pid, pstart=live.pstart,
+              ts=live.started_at)
     )
     if live.stop_reason:  # a stop arrived while starting
         live.signal(signal.SIGTERM)
@@ -187,7 +190,7 @@ def finish(node: NodeSide, live: LiveAttempt, spec: dict, exit_code: int, ended_
     try:
         with open(spec["exit_file"], "w") as fh:
             fh.write(json.dumps({"exit_code": exit_code, "ended_at": ended_at, "node": node.node,
-                                 "attempt": live.attempt, "interrupted": interrupted}))
+                                 "attempt": live.attempt, "interrupted": interrupted, "started_at": live.started_at}))
     except OSError as exc:
         # An end that cannot be recorded is not a result: the run goes again.
         interrupted, work_dir, reason = True, True, f"work dir: could not record the end: {exc}"

@@ -171,7 +171,14 @@ class EventIngest:
             if f"{gid}|{run.attempt}" in listed:
                 continue
             deadline = run.unlisted_deadline
-            if now > deadline and ev.ts > deadline and self.loss.leases.fence_unclaimed(gid, run.attempt):
+            if not (now > deadline and ev.ts > deadline):
+                continue
+            # It may have run and ended while both its events were lost (a broker reset between
+            # them): its exit file says so, and it must not run again.
+            if self.lifecycle.settle_from_exit_file(run, now):
+                log.info("%s attempt %s: started and exit events lost, settled from its exit file", gid, run.attempt)
+                continue
+            if self.loss.leases.fence_unclaimed(gid, run.attempt):
                 log.warning("%s attempt %s: its message was lost (node %s never listed it); requeued", gid, run.attempt, node.name)
                 self.lifecycle.end_attempt(run, 0, now, True, "its message was lost before it started", node.name)
 

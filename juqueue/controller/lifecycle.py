@@ -93,6 +93,12 @@ class RunLifecycle:
         data = read_json(self.s.config.work.exit_file(run.experiment, run.run_id, run.attempt))
         if not data or data.get("attempt") not in (None, run.attempt):
             return False
+        started = data.get("started_at")
+        if not run.started and started is not None:
+            # its `started` event was lost too (a broker reset): the start goes on record from here
+            run.started_at = float(started)
+            self.s.attempt_columns(run).update({"started_at": run.started_at, "node": data.get("node")})
+            self.s.batch.event(run.gid, "running", run.attempt, data.get("node"), "from its exit file", run.started_at)
         interrupted = bool(data.get("interrupted")) or (run.stop_reason not in (None, StopReason.MOVE))
         self.end_attempt(run, int(data["exit_code"]), float(data.get("ended_at") or now), interrupted,
                          run.stop_detail or "exit file", data.get("node"))

@@ -7,6 +7,8 @@ runs `iterate` and looks at the store's rows and at what the fakes were asked to
 
 from __future__ import annotations
 
+import json
+
 import sqlite3
 
 import pytest
@@ -517,6 +519,32 @@ def test_an_assigned_attempt_its_node_never_lists_is_requeued_after_the_message_
     assert first.interrupted_by == "its message was lost before it started"
     assert (h.status("exp@r1"), h.run("exp@r1").attempt, h.run("exp@r1").retries_used) == (ASSIGNED, 2, 0)
     assert h.run("exp@r0").attempt == 1
+
+
+def test_an_attempt_whose_started_and_exit_events_both_died_with_redis_is_settled_from_its_exit_file(make):
+    """It ran and ended between the reset and its node's next heartbeat: its exit file, not a
+    lost message. Requeuing it would run a completed run again."""
+    h = make([local(num_slots=2, max_jobs=1)], run_specs(1, "c"))
+    h.step()
+    (node,) = h.nodes_of("c")
+    h.heartbeat(node)
+    h.step()
+    h.generation.simulate_reset()
+    h.tick()
+    started, ended = h.clock.time() + 0.2, h.clock.time() + 0.7
+    exit_file = h.controller.config.work.exit_file("exp", "r0", 1)
+    exit_file.parent.mkdir(parents=True, exist_ok=True)
+    exit_file.write_text(json.dumps({"exit_code": 0, "ended_at": ended, "node": node, "attempt": 1,
+                                     "interrupted": False, "started_at": started}))
+    h.clock.advance(1)
+    h.heartbeat(node, running=[])  # taken after the reset: the attempt is over
+    h.step()
+    assert h.leases.fence_unclaimed_calls == []
+    row = h.run("exp@r0")
+    assert (row.status, row.attempt, row.exit_code) == (COMPLETED, 1, 0)
+    (att,) = h.store.attempts_of("exp@r0")
+    assert (att.started_at, att.ended_at, att.end_reason) == (started, ended, "exited")
+    assert h.publisher.latest("exp@r0").attempt == 1
 
 
 def test_an_assigned_attempt_its_node_lists_is_never_taken_for_lost(make):
