@@ -90,3 +90,10 @@ def test_reload_sends_resync(h: Harness, listening):
 
     h.command(lambda: h.controller.apply_definitions(LoadResult(runs=run_specs(4, "c"))))
     assert RESYNC in [event for event, _ in _messages(listening, seen)]
+
+
+def test_memory_rebuilt_from_the_store_sends_resync(h: Harness, listening):
+    _start(h)
+    seen = listening.last
+    h.controller._rebuild()  # what the controller does once the store answers again after a failure
+    assert [(e, d["reason"]) for e, d in _messages(listening, seen)] == [(RESYNC, "memory rebuilt from the store")]
