@@ -6,7 +6,7 @@ freed, a run queued, a node up), and the reconcile tick (triggered by Celery bea
 safety net: liveness, idle nodes, Redis resets. Ticks, events and user commands share this
 one thread, so they never run at the same time. The pieces, each on the shared state:
 lifecycle (runs), ingest (events), dispatch (placement), fleet and node_loss (nodes),
-recovery (store and Redis), actions (users).
+recovery (store and Redis), actions (users), feed (the live feed, built at commit).
 """
 
 from __future__ import annotations
