@@ -23,3 +23,4 @@ class AppContext:
     reload: Callable[..., dict]  # reload(yes=...): evaluates the def dir in a subprocess and applies it; the summary
     request_stop: Callable[[bool], dict]  # (cancel_jobs) -> what will happen; the server stops shortly after
     flower_url: str | None = None
+    stopping: Callable[[], bool] = lambda: False  # true once the server shuts down: open streams end

@@ -6,7 +6,7 @@ freed, a run queued, a node up), and the reconcile tick (triggered by Celery bea
 safety net: liveness, idle nodes, Redis resets. Ticks, events and user commands share this
 one thread, so they never run at the same time. The pieces, each on the shared state:
 lifecycle (runs), ingest (events), dispatch (placement), fleet and node_loss (nodes),
-recovery (store and Redis), actions (users).
+recovery (store and Redis), actions (users), feed (the live feed, built at commit).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +38,7 @@ from juqueue.controller.config import ControllerConfig
 from juqueue.controller.consolidator import Consolidator
 from juqueue.controller.replacements import Replacements
 from juqueue.controller.dispatch import Dispatch
+from juqueue.controller.feed import Feed
 from juqueue.controller.fleet import Fleet
 from juqueue.controller.ingest import EventIngest
 from juqueue.controller.lifecycle import RunLifecycle
@@ -47,6 +48,7 @@ from juqueue.controller.publisher import Publisher
 from juqueue.controller.recovery import Recovery
 from juqueue.controller.shutdown import shutdown_nodes
 from juqueue.controller.state import ControllerState
+from juqueue.controller.timing import BatchTimes
 from juqueue.controller.usage import UsageSampler
 from juqueue.definitions.models import ClusterSpec
 from juqueue.events import Event
@@ -82,6 +84,9 @@ class Controller:
         self.replacements = Replacements(state, self.fleet, self.budgets)
         self.node_actions = NodeActions(state, self.fleet, self.loss, backends)
         self.usage = UsageSampler(state)
+        self.feed = Feed(state, self.nodes_snapshot, self.usage.point)  # one message per committed batch
+        state.on_commit = self.feed.on_commit
+        self.batch_times = BatchTimes()  # each batch's duration, for /api/status
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,7 +166,10 @@ class Controller:
         return self.node_actions.stop(name, why)
 
     def apply_definitions(self, result) -> dict:  # type: ignore[no-untyped-def]
-        return self.actions.apply_definitions(result)
+        try:
+            return self.actions.apply_definitions(result)
+        finally:
+            self.feed.resync("reload")  # the store's runs changed outside the batch
 
     def apply_clusters(self, clusters: dict) -> dict:  # type: ignore[type-arg]
         """On the controller thread: apply a reloaded clusters.yaml, then publish the new view."""
@@ -181,11 +189,12 @@ class Controller:
     def experiment_budgets(self) -> dict[str, dict]:
         return self.budgets.status()["experiments"]
 
-    def nodes_snapshot(self) -> list[dict]:
-        """Live nodes as the API shows them, each with why it is surplus or kept."""
+    def nodes_snapshot(self, names: Iterable[str] | None = None) -> list[dict]:
+        """Live nodes (or those named) as the API shows them, each with why it is surplus or kept."""
         verdicts = self.consolidator.node_verdicts()
         out = []
-        for n in sorted(self.s.nodes.values(), key=lambda n: n.name):
+        nodes = self.s.nodes.values() if names is None else [self.s.nodes[m] for m in names if m in self.s.nodes]
+        for n in sorted(nodes, key=lambda n: n.name):
             surplus = n.name in self.s.surplus
             why = verdicts.get(n.name)
             reason = why.reason if why is not None and why.surplus == surplus else None
@@ -259,6 +268,7 @@ class Controller:
         self.s.forget()
         self.recovery.load(at_start=False)
         self.consolidator.adopt()
+        self.feed.resync("memory rebuilt from the store")
 
     def iterate(self, pending_first: bool) -> bool:
         """One batch: read, apply, act, commit, then acknowledge. Returns whether unacknowledged
@@ -269,7 +279,7 @@ class Controller:
         if not pending_first and entries and len(entries) < count and self.config.coalesce_s > 0:
             time.sleep(self.config.coalesce_s)  # a trickle becomes a batch: one transaction, not hundreds
             entries += self.stream.read(False, None, count)
-        now = self.s.now()
+        started, now = time.perf_counter(), self.s.now()
         for _eid, data in entries:
             self.ingest.apply(Event.decode(data), now)
         self._run_commands()
@@ -280,6 +290,8 @@ class Controller:
             self._place_and_scale(now, moves_allowed=ticked)
         self.s.commit()
         self.stream.ack([eid for eid, _ in entries])
+        if entries or ticked:
+            self.batch_times.record(time.perf_counter() - started)
         return pending_first and len(entries) >= count
 
     def _place_and_scale(self, now: float, moves_allowed: bool) -> None:

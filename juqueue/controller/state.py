@@ -6,6 +6,8 @@ dependency asks for them, so 100,000 finished runs cost nothing per tick.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from juqueue.controller.clock import Clock
 from juqueue.controller.config import ClusterHealth, ControllerConfig
 from juqueue.controller.records import NodeInfo, RunState
@@ -35,6 +37,7 @@ class ControllerState:
         self.dirty_placement = True
         self.stopping = False  # no placement and no new nodes once shutdown began
         self.definition_errors: list[str] = []
+        self.on_commit: Callable[[WriteBatch], None] | None = None  # the live feed (juqueue/controller/feed.py)
         self.forget()
 
     def forget(self) -> None:
@@ -169,9 +172,12 @@ class ControllerState:
         """Write the batch in one transaction; on failure the batch is kept and the error raised
         (the controller then rebuilds memory from the store and reads the unacknowledged events
         again, so nothing is lost)."""
-        if self.batch:
-            self.store.commit(self.batch)
+        batch = self.batch
+        if batch:
+            self.store.commit(batch)
         self.batch = WriteBatch()
+        if self.on_commit is not None:  # committed, and final runs and ended nodes still in memory
+            self.on_commit(batch)
         for gid in self.finalized:
             run = self.runs.get(gid)
             if run is not None and run.status.is_final:

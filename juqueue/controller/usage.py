@@ -13,7 +13,8 @@ class UsageSampler:
         self.s = state
         self.last: dict[str, tuple[int, int]] = {}
 
-    def sample(self, now: float) -> None:
+    def point(self) -> dict[str, tuple[int, int]]:
+        """Per cluster, now: (nodes held, slots busy). Also the live feed's usage point."""
         s = self.s
         held: dict[str, int] = {name: 0 for name in s.config.clusters}
         busy: dict[str, int] = {name: 0 for name in s.config.clusters}
@@ -22,8 +23,10 @@ class UsageSampler:
                 held[node.cluster] = held.get(node.cluster, 0) + 1
             busy[node.cluster] = busy.get(node.cluster, 0) + sum(
                 1 for g in node.runs if g in s.runs and s.runs[g].status == RunStatus.RUNNING)
-        for cluster in sorted(held):
-            point = (held[cluster], busy.get(cluster, 0))
+        return {cluster: (held[cluster], busy.get(cluster, 0)) for cluster in sorted(held)}
+
+    def sample(self, now: float) -> None:
+        for cluster, point in self.point().items():
             if changed_sample(self.last.get(cluster), *point):
-                s.batch.usage_samples.append({"cluster": cluster, "ts": now, "nodes": point[0], "slots_busy": point[1]})
+                self.s.batch.usage_samples.append({"cluster": cluster, "ts": now, "nodes": point[0], "slots_busy": point[1]})
                 self.last[cluster] = point

@@ -14,6 +14,8 @@ from juqueue.serve.listen import DEFAULT_PORT
 
 log = logging.getLogger("juqueue.server")
 
+GRACEFUL_SHUTDOWN_S = 5  # uvicorn's wait for open responses at stop, then it cancels them
+
 
 class ApiStep:
     """Reads opts.host, opts.port (to tell a default port that was taken) and opts.flower_port;
@@ -45,8 +47,12 @@ class ApiStep:
         app_ctx = AppContext(store=ctx.store, controller=controller, token=ctx.token, work=ctx.work,
                              clusters=lambda: controller.clusters_view, port=ctx.port, reload=ctx.reload,
                              request_stop=lambda cancel_jobs: self.request_stop(ctx, cancel_jobs),
-                             flower_url=f"http://127.0.0.1:{opts.flower_port}/flower" if opts.flower_port else None)
-        config = uvicorn.Config(create_app(app_ctx), host=opts.host, port=ctx.port or 0, log_level="warning", access_log=False)
+                             flower_url=f"http://127.0.0.1:{opts.flower_port}/flower" if opts.flower_port else None,
+                             stopping=lambda: self._uvicorn is not None and bool(self._uvicorn.should_exit))
+        # Open event streams end by themselves once should_exit is set (they look every 0.5 s);
+        # the timeout cancels whatever response still runs after it, so a stream never holds the stop.
+        config = uvicorn.Config(create_app(app_ctx), host=opts.host, port=ctx.port or 0, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         self._uvicorn = uvicorn.Server(config)
         if ctx.sockets and ctx.port:  # the socket given to uvicorn means every listener is
             ctx.sockets.append(config.bind_socket())

@@ -101,7 +101,8 @@ def _protected(app) -> list[tuple[str, str]]:
 def test_every_non_public_path_needs_the_token(setup):
     app, client, _, _ = setup
     protected = _protected(app)
-    assert {("GET", "/api/runs"), ("POST", "/api/reload"), ("POST", "/api/stop"), ("GET", "/api/runs/e@a/logs")} <= set(protected)
+    assert {("GET", "/api/runs"), ("POST", "/api/reload"), ("POST", "/api/stop"), ("GET", "/api/runs/e@a/logs"),
+            ("GET", "/api/events"), ("GET", "/api/events/log")} <= set(protected)
     bad = {"Authorization": "Bearer wrong", "X-JuQueue-Token": "wrong"}
     for method, path in protected + [("GET", "/api/nope"), ("POST", "/api/runs/cancel")]:
         for headers in ({}, bad):

@@ -1,7 +1,9 @@
 """The API against its own OpenAPI (Schemathesis), over the real controller on fakes
 (controller_fakes.py) and a real SQLite store: no 500 for any input, every answer matches the
 schema it declares; without the token every non-public path answers 401. `POST /api/stop` and
-`POST /api/reload` are left out (they end the server, or evaluate a def dir in a subprocess)."""
+`POST /api/reload` are left out (they end the server, or evaluate a def dir in a subprocess), and
+so are the server-sent event streams (`GET /api/events`, `/api/events/log`: they never end; their
+own tests are tests/unit/test_feed_buffer.py and tests/integration/test_feed_local.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ TOKEN = "schema-token"
 PORT = 51997
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PUBLIC = {"/", "/health", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
-EXCLUDED = {("POST", "/api/stop"), ("POST", "/api/reload")}
+EXCLUDED = {("POST", "/api/stop"), ("POST", "/api/reload"), ("GET", "/api/events"), ("GET", "/api/events/log")}
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, response_headers_conformance]
 MAX_EXAMPLES = 25
 

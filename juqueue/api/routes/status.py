@@ -64,7 +64,14 @@ def get_status(ctx: ContextDep) -> dict:
             entry["usage"] = billed.get(name)  # type: ignore[union-attr]
     return {"counts": counts, "clusters": list(clusters.values()), "definition_errors": errors,
             "definition_error_details": [e.model_dump() for e in error_details(errors, known, sources)],
-            "version": __version__, "flower_url": ctx.flower_url, "store_error": store_error or _controller_store_error(c)}
+            "version": __version__, "flower_url": ctx.flower_url, "store_error": store_error or _controller_store_error(c),
+            "batch": _batch_times(c)}
+
+
+def _batch_times(c: object) -> dict:
+    """The controller's batch durations over the last minutes (p50/p95 in ms, null without batches)."""
+    times = getattr(c, "batch_times", None)
+    return times.summary() if times is not None else {"p50_ms": None, "p95_ms": None, "count": 0}
 
 
 def _controller_store_error(c: object) -> str | None:
