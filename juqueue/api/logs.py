@@ -10,6 +10,8 @@ STDERR_TAIL_LINES = 50
 _TAIL_READ = 64 * 1024  # bytes read from the end per step when looking for the last lines
 
 
+MAX_LOG_CHUNK = 1 << 20  # the most one log request (or one feed message) carries
+
 def read_chunk(path: Path | str, offset: int, max_bytes: int) -> bytes:
     """Up to `max_bytes` from `offset`, without a multi-byte character cut at the end; b"" when
     the file does not exist (yet) or ends before `offset`."""

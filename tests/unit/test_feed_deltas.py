@@ -11,7 +11,7 @@ import json
 import pytest
 
 from controller_fakes import Harness, run_specs
-from juqueue.api.models import NodeModel
+from juqueue.api.models.nodes import NodeModel
 from juqueue.api.routes.runs import run_to_dict
 from juqueue.controller.feed_buffer import DELTA, RESYNC
 from juqueue.definitions.models import ClusterSpec

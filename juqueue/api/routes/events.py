@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep
-from juqueue.api.routes.runs import MAX_LOG_CHUNK, _whole_utf8
+from juqueue.api.logs import MAX_LOG_CHUNK, whole_utf8
 from juqueue.controller.feed_buffer import HELLO, RESYNC, FeedBuffer
 from juqueue.status import RunStatus
 
@@ -155,6 +155,6 @@ def _read(ctx: AppContext, gid: str, attempt: int | None, stream: str, offset: i
     try:
         with open(ctx.work.attempt_log(row.experiment, row.run_id, number, stream), "rb") as fh:
             fh.seek(offset)
-            return row.attempt, row.status, _whole_utf8(fh.read(MAX_LOG_CHUNK))
+            return row.attempt, row.status, whole_utf8(fh.read(MAX_LOG_CHUNK))
     except FileNotFoundError:
         return row.attempt, row.status, b""

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep
-from juqueue.api.logs import read_chunk, size_of, tail_start
+from juqueue.api.logs import MAX_LOG_CHUNK, read_chunk, size_of, tail_start
 from juqueue.api.models.errors import error_responses
 from juqueue.api.models.runs import LogChunkModel
 from juqueue.api.routes.runs import get_run_row
@@ -21,7 +21,6 @@ from juqueue.store.tables import RunRow
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_token)],
                    responses=error_responses(401, 404, 422))
 
-MAX_LOG_CHUNK = 1 << 20
 Attempt = Annotated[int | None, Query(ge=1, description="default: the latest attempt")]
 Stream = Annotated[Literal["out", "err"], Query(description="stdout (out) or stderr (err)")]
 
