@@ -101,7 +101,8 @@ class Consolidator:
             on_term = spec.checkpoint_on_term if on_term is None else on_term
         return RunOnNode(run.gid, self.s.attempt_started(run, now), movable=run.movable, moved_at=run.moved_at,
                          expected_duration_s=self.s.expected_run_s(run), slots=run.slots, last_checkpoint_at=None,
-                         checkpoint_interval_s=interval, restart_cost_s=cost or 0.0, checkpoint_on_term=bool(on_term))
+                         checkpoint_interval_s=interval, restart_cost_s=cost or 0.0, checkpoint_on_term=bool(on_term),
+                         resumed=run.attempt > 1)
 
     def _node_snapshot(self, node: NodeInfo, now: float) -> NodeSnapshot:
         s = self.s

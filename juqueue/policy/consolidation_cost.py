@@ -3,8 +3,9 @@
 Lost work. A moved run throws away its progress since its last checkpoint (`at_risk_s`): 0
 when it saves its state on SIGTERM (`checkpoint_on_term`); since the checkpoint its worker
 reported (`last_checkpoint_at`, when taken during this attempt); else inferred from its declared
-`checkpoint_interval` (the attempt's age modulo the interval); else, nothing known, its whole
-attempt so far. Its next attempt then spends `restart_cost` before new progress. So a run costs
+`checkpoint_interval` (its progress in this attempt modulo the interval; progress starts
+`restart_cost` after the start of an attempt that resumes an interrupted one; before the first
+checkpoint the whole attempt); else, nothing known, its whole attempt so far. Its next attempt then spends `restart_cost` before new progress. So a run costs
 slots * (at_risk + restart_cost) slot-seconds; redoing them takes slots/slots_total of a node,
 so emptying a node costs their sum / slots_total node-seconds. A run moved a moment ago has not
 checkpointed since, and costs as much as its age, no longer less than an old run with a fresh
@@ -61,11 +62,19 @@ def at_risk_s(run: RunOnNode, now: float) -> float:
     if run.checkpoint_on_term:
         return 0.0
     elapsed = elapsed_s(run, now)
-    if run.last_checkpoint_at is not None and run.last_checkpoint_at >= run.attempt_started_at:
-        return min(elapsed, max(0.0, now - run.last_checkpoint_at))
     interval = run.checkpoint_interval_s
+    if run.last_checkpoint_at is not None and run.last_checkpoint_at >= run.attempt_started_at:
+        since = max(0.0, now - run.last_checkpoint_at)
+        if interval is not None and interval > 0 and since >= interval:
+            since %= interval  # it kept checkpointing at its interval since the one reported
+        return min(elapsed, since)
     if interval is not None:
-        return 0.0 if interval <= 0 else elapsed % interval
+        if interval <= 0:
+            return 0.0
+        # A resumed attempt makes progress only after its restart cost; it checkpoints every
+        # `interval` of progress. Before its first checkpoint all of the attempt is lost.
+        progress = elapsed - (run.restart_cost_s if run.resumed else 0.0)
+        return elapsed if progress < interval else progress % interval
     return elapsed
 
 

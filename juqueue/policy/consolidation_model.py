@@ -51,6 +51,7 @@ class RunOnNode:
     checkpoint_interval_s: float | None = None
     restart_cost_s: float = 0.0  # a restarted attempt's time before new progress
     checkpoint_on_term: bool = False  # it saves its state on SIGTERM: a stop loses nothing
+    resumed: bool = False  # an earlier attempt was interrupted: this one spends restart_cost_s first
 
 
 @dataclass(frozen=True)

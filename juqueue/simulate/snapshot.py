@@ -24,7 +24,7 @@ def _fast_constructors() -> tuple:
     the same objects (equal, same hash), made ~5x faster. Used only while the classes have exactly
     these fields, no __slots__ and no __post_init__; otherwise the classes themselves."""
     ron_fields = ("gid", "attempt_started_at", "slots", "movable", "moved_at", "expected_duration_s",
-                  "last_checkpoint_at", "checkpoint_interval_s", "restart_cost_s", "checkpoint_on_term")
+                  "last_checkpoint_at", "checkpoint_interval_s", "restart_cost_s", "checkpoint_on_term", "resumed")
     node_fields = ("name", "slots_total", "state", "started_at", "time_limit_at", "runs", "reserved_slots", "protected")
     plain = all(tuple(f.name for f in dataclasses.fields(cls)) == names and "__slots__" not in vars(cls)
                 and not hasattr(cls, "__post_init__") for cls, names in ((RunOnNode, ron_fields), (NodeSnapshot, node_fields)))
@@ -33,13 +33,13 @@ def _fast_constructors() -> tuple:
     new = object.__new__
 
     def run_on_node(gid, started, slots, movable, moved_at, expected, last_checkpoint_at, interval, restart_cost,  # type: ignore[no-untyped-def]
-                    on_term):
+                    on_term, resumed):
         obj = new(RunOnNode)
         d = obj.__dict__
         d["gid"], d["attempt_started_at"], d["slots"], d["movable"] = gid, started, slots, movable
         d["moved_at"], d["expected_duration_s"] = moved_at, expected
         d["last_checkpoint_at"], d["checkpoint_interval_s"] = last_checkpoint_at, interval
-        d["restart_cost_s"], d["checkpoint_on_term"] = restart_cost, on_term
+        d["restart_cost_s"], d["checkpoint_on_term"], d["resumed"] = restart_cost, on_term, resumed
         return obj
 
     def node_snapshot(name, slots_total, state, started_at, time_limit_at, runs, reserved, protected):  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ class SnapshotBuilder:
                     if ron is None or run.ron_attempt != run.attempt or ron.expected_duration_s != expected:
                         ron = run.ron = make_run_on_node(gid, run.started_at, run.slots, run.spec.movable, run.moved_at,
                                                          expected, None, c.checkpoint_interval_s, c.restart_cost_s,
-                                                         c.checkpoint_on_term)
+                                                         c.checkpoint_on_term, run.restarted)
                         run.ron_attempt = run.attempt
                     rons.append(ron)
                 runs = tuple(rons)
