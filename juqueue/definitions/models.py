@@ -130,7 +130,7 @@ class ClusterSpec(BaseModel):
     min_saturation: float = Field(0.5, ge=0.0, le=1.0)  # for scaling_policy: min_saturation
     consolidation: Literal["aggressive", "idle"] = "aggressive"
     consolidate_after: float = Field(60.0, ge=0)  # seconds a surplus must last before runs are moved
-    move_cooldown: float = Field(1800.0, ge=0)  # seconds a moved run is not moved again
+    move_cooldown: float = Field(300.0, ge=0)  # seconds a moved run is not moved again (measured: bench/README.md)
     # defaults of its runs' checkpoint_interval (None: no checkpoints known), restart_cost, checkpoint_on_term
     checkpoint_interval: float | None = Field(None, ge=0)
     restart_cost: float = Field(0.0, ge=0)

@@ -92,7 +92,7 @@ class ClusterSettings:
     max_jobs: int
     mode: ConsolidationMode = ConsolidationMode.AGGRESSIVE
     consolidate_after_s: float = 60.0
-    move_cooldown_s: float = 1800.0
+    move_cooldown_s: float = 300.0
     grace_period_s: float = 30.0
 
 

@@ -87,7 +87,7 @@ class Conditions:
     idle_timeout_s: float = 30.0
     grace_period_s: float = 30.0
     consolidate_after_s: float = 60.0
-    move_cooldown_s: float = 1800.0
+    move_cooldown_s: float = 300.0
     wall_time_s: float | None = None
     signal_lead_s: float = 0.0
     queue_wait: Distribution | None = None  # None: nodes start at once (or the replayed latencies)

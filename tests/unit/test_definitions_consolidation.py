@@ -26,7 +26,7 @@ def _write(root: Path, rel: str, text: str) -> Path:
 
 def test_cluster_defaults_are_aggressive_maximize_running(tmp_path):
     c = load_clusters(_write(tmp_path, "clusters.yaml", "c: {type: local, num_slots: 4, max_jobs: 2}\n"))["c"]
-    assert c.consolidation == "aggressive" and c.consolidate_after == 60 and c.move_cooldown == 1800
+    assert c.consolidation == "aggressive" and c.consolidate_after == 60 and c.move_cooldown == 300
     assert c.scaling_policy is ScalingPolicy.MAXIMIZE_RUNNING
 
 
