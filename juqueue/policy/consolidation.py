@@ -7,8 +7,8 @@ and by the simulator, after placement (so a surplus node that a ready run needs 
 first). The rules, per cluster:
 
 - Surplus: the accepting nodes above the target. Chosen cheapest to empty first: pending
-  (bills nothing) and empty nodes, then nodes that may be emptied now by lowest lost work,
-  then the rest. Placement puts runs on them last (attrition) and scale-out starts nothing
+  (bills nothing) and empty nodes, then nodes that may be emptied now by lowest lost work
+  (those holding one of the cluster's oldest runs after the others), then the rest. Placement puts runs on them last (attrition) and scale-out starts nothing
   while one has a free slot (scaling.nodes_to_start).
 - Replacements (policy.replacement) are left out while protected: not counted against the
   target, never surplus.
