@@ -31,14 +31,17 @@ def simulate(
     max_jobs: Annotated[Optional[str], typer.Option("--max-jobs", metavar="M", help="Nodes at most (without --def-dir; overrides clusters.yaml).", rich_help_panel=CLUSTER)] = None,
     queue_wait_dist: Annotated[Optional[str], typer.Option("--queue-wait-dist", metavar="D", help="A submitted node's wait in the scheduler's queue (bills nothing): exp:mean=S or fixed:S. Default 0 (or the recorded latencies).", rich_help_panel=CONDITIONS)] = None,
     wall_time: Annotated[Optional[str], typer.Option("--wall-time", metavar=S, help="Node wall time (default: a slurm cluster's `time`, else none); runs are interrupted signal_lead before it.", rich_help_panel=CONDITIONS)] = None,
-    restart_cost: Annotated[Optional[str], typer.Option("--restart-cost", metavar=S, help="Seconds a restarted attempt spends before it makes progress (default 0).", rich_help_panel=CONDITIONS)] = None,
-    checkpoint_interval: Annotated[Optional[str], typer.Option("--checkpoint-interval", metavar=S, help="Runs checkpoint every S of progress; work since the last checkpoint is lost on a move or wall-time interruption (0: nothing lost; default: no checkpoints, the whole attempt is lost).", rich_help_panel=CONDITIONS)] = None,
+    restart_cost: Annotated[Optional[str], typer.Option("--restart-cost", metavar=S, help="Seconds a restarted attempt spends before it makes progress (default: the cluster's restart_cost, 0).", rich_help_panel=CONDITIONS)] = None,
+    checkpoint_interval: Annotated[Optional[str], typer.Option("--checkpoint-interval", metavar=S, help="Runs checkpoint every S of progress; work since the last checkpoint is lost on a move or wall-time interruption (0: nothing lost; default: the cluster's checkpoint_interval, else no checkpoints: the whole attempt is lost).", rich_help_panel=CONDITIONS)] = None,
+    checkpoint_on_term: Annotated[bool, typer.Option("--checkpoint-on-term", help="Runs save their state on SIGTERM: a move or wall-time stop loses nothing but the restart cost (default: the cluster's checkpoint_on_term).", rich_help_panel=CONDITIONS)] = False,
+    duration_hints: Annotated[Optional[str], typer.Option("--duration-hints", metavar="H", help="What the policy is told of each run's duration (its `duration`): none, exact, or noisy:sigma=X (times a lognormal error of median 1). Default: what the workload says.", rich_help_panel=CONDITIONS)] = None,
+    move_cooldown: Annotated[Optional[str], typer.Option("--move-cooldown", metavar=S, help="Overrides the cluster's move_cooldown.", rich_help_panel=CONDITIONS)] = None,
     consolidate_after: Annotated[Optional[str], typer.Option("--consolidate-after", metavar=S, help="Overrides the cluster's consolidate_after.", rich_help_panel=CONDITIONS)] = None,
     tick: Annotated[Optional[str], typer.Option("--tick", metavar=S, help="The controller's tick (moves and idle timeouts are decided on ticks; default 2).", rich_help_panel=CONDITIONS)] = None,
     replacement_lead: Annotated[Optional[str], typer.Option("--replacement-lead", metavar=S, help="With wall time: a node whose runs outlive its wall-time warning gets a replacement node S before it, for the drained runs (default: the cluster's replacement_lead, 600; 0: never).", rich_help_panel=CONDITIONS)] = None,
     seed: Annotated[Optional[str], typer.Option("--seed", metavar="N", help="Seed of generated durations and queue waits (default 1).", rich_help_panel=CONDITIONS)] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Simulate only this policy (repeatable): idle, original, aggressive, aggressive+<scaling policy>.", rich_help_panel=OUTPUT)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print {\"lower_bound_node_hours\", \"policies\": [{\"name\", \"node_hours\", \"efficiency\", \"makespan_s\", \"moves\", \"lost_hours\", \"replacements\", \"wall_time_gap_mean_s\", ...}]}.", rich_help_panel=OUTPUT)] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print {\"floor_node_hours\", \"lower_bound_node_hours\", \"policies\": [{\"name\", \"node_hours\", \"efficiency\", \"floor_ratio\", \"makespan_s\", \"moves\", \"lost_hours\", \"replacements\", \"wall_time_gap_mean_s\", ...}]}.", rich_help_panel=OUTPUT)] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Draw nodes held and slots busy over time per policy (needs the extra .[plot]: matplotlib).", rich_help_panel=OUTPUT)] = None,
 ) -> None:
     """Simulate a sweep under every policy (the controller's own policy functions) and compare node-hours billed."""
@@ -52,6 +55,8 @@ def simulate(
                               runs=runs, duration_dist=duration_dist, default_duration=default_duration,
                               num_slots=num_slots, max_jobs=max_jobs, queue_wait_dist=queue_wait_dist,
                               wall_time=wall_time, restart_cost=restart_cost, checkpoint_interval=checkpoint_interval,
+                              checkpoint_on_term=checkpoint_on_term, duration_hints=duration_hints,
+                              move_cooldown=move_cooldown,
                               consolidate_after=consolidate_after, tick=tick, replacement_lead=replacement_lead, seed=seed,
                               policies=tuple(policy or ()))
     try:

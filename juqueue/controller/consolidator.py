@@ -21,7 +21,7 @@ from juqueue.controller.state import ControllerState, NodeInfo, RunState
 from juqueue.policy.consolidation import plan_consolidation
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 NodePhase, NodeSnapshot, Plan, RunOnNode, Snapshot)
-from juqueue.policy.consolidation_reasons import NodeVerdict, explain_nodes
+from juqueue.policy.consolidation_reasons import NodeVerdict, explain_move, explain_nodes, explain_plan
 from juqueue.policy.replacement import protected
 from juqueue.policy.scaling import target_nodes
 from juqueue.status import NodeState, StopReason
@@ -91,8 +91,18 @@ class Consolidator:
         return out
 
     def _run_on_node(self, run: RunState, now: float) -> RunOnNode:
+        """`last_checkpoint_at` stays None until workers report checkpoints: the cost of a move is
+        inferred from the run's checkpoint_interval (its own, else its cluster's)."""
+        interval, cost, on_term = run.checkpointing()
+        spec = self.s.config.clusters.get(run.cluster)
+        if spec is not None:
+            interval = spec.checkpoint_interval if interval is None else interval
+            cost = spec.restart_cost if cost is None else cost
+            on_term = spec.checkpoint_on_term if on_term is None else on_term
         return RunOnNode(run.gid, self.s.attempt_started(run, now), movable=run.movable, moved_at=run.moved_at,
-                         expected_duration_s=self.s.expected_run_s(run), slots=run.slots)
+                         expected_duration_s=self.s.expected_run_s(run), slots=run.slots, last_checkpoint_at=None,
+                         checkpoint_interval_s=interval, restart_cost_s=cost or 0.0, checkpoint_on_term=bool(on_term),
+                         resumed=run.attempt > 1)
 
     def _node_snapshot(self, node: NodeInfo, now: float) -> NodeSnapshot:
         s = self.s
@@ -177,14 +187,13 @@ class Consolidator:
         self.s.mark_node_dirty(node)
         view.emptying, view.emptying_since = node.name, now
         view.moves = [{"run": m.run, "to": m.to} for m in cp.moves]
-        log.info("consolidation: emptying %s (saves %.0f node-s, loses %.0f): %s", node.name, cp.saved_s, cp.lost_s,
+        log.info("consolidation: emptying %s (%s): %s", node.name, explain_plan(cp),
                  ", ".join(f"{m.run} -> {m.to}" for m in cp.moves))
         for move in cp.moves:
             run = self.s.runs[move.run]
             run.moved_at = now
             self.s.reserve(run, move.to)
-            self.s.batch.event(run.gid, "moved", run.attempt, node.name,
-                               f"from {node.name} to {move.to}, lost {move.lost_s:.0f} s", now)
+            self.s.batch.event(run.gid, "moved", run.attempt, node.name, explain_move(move, cp), now)
             self.actions.stop_attempt(run, StopReason.MOVE, f"moved to {move.to} (consolidation)")
         self.s.dirty_placement = True
 

@@ -73,6 +73,14 @@ class RunState:
         value = self._spec.get("duration")
         return float(value) if value is not None else None
 
+    def checkpointing(self) -> tuple[float | None, float | None, bool | None]:
+        """Its own checkpoint_interval, restart_cost, checkpoint_on_term (None: the cluster's)."""
+        spec = self._spec
+        interval, cost = spec.get("checkpoint_interval"), spec.get("restart_cost")
+        on_term = spec.get("checkpoint_on_term")
+        return (None if interval is None else float(interval), None if cost is None else float(cost),
+                None if on_term is None else bool(on_term))
+
     @classmethod
     def from_row(cls, row: RunRow) -> "RunState":
         return cls(

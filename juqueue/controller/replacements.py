@@ -40,7 +40,7 @@ class Replacements:
             if run is not None:
                 expected = s.expected_run_s(run)
                 end = None if expected is None else s.attempt_started(run, now) + expected
-                runs.append(RunAtWarning(gid, run.slots, end))
+                runs.append(RunAtWarning(gid, run.slots, end, estimated=run.duration_s is None))
         return WarnedNode(node.name, warning, tuple(runs), replaced=node.name in replaced)
 
     def start_due(self, now: float) -> None:

@@ -49,6 +49,10 @@ class RunSpec(BaseModel):
     duration: float | None = Field(None, ge=0)  # expected run time in seconds, when the user knows it
     hold: bool = False  # when the run first appears it is `held`, not queued
     slots: int = Field(1, ge=1)  # slots of one node it needs (their CPU and GPU blocks); at most its cluster's num_slots
+    # How much a stop costs it (consolidation weighs moves by them); None: its cluster's default
+    checkpoint_interval: float | None = Field(None, ge=0)  # seconds between its checkpoints
+    restart_cost: float | None = Field(None, ge=0)  # seconds a restarted attempt spends before new progress
+    checkpoint_on_term: bool | None = None  # True: it saves its state on SIGTERM within grace_period
     source_file: str = ""
 
     @property
@@ -65,7 +69,8 @@ class RunSpec(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None, "hold": False, "slots": 1}
+_LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None, "hold": False, "slots": 1,
+                                      "checkpoint_interval": None, "restart_cost": None, "checkpoint_on_term": None}
 
 
 class DefinitionError(BaseModel):
@@ -126,7 +131,11 @@ class ClusterSpec(BaseModel):
     min_saturation: float = Field(0.5, ge=0.0, le=1.0)  # for scaling_policy: min_saturation
     consolidation: Literal["aggressive", "idle"] = "aggressive"
     consolidate_after: float = Field(60.0, ge=0)  # seconds a surplus must last before runs are moved
-    move_cooldown: float = Field(1800.0, ge=0)  # seconds a moved run is not moved again
+    move_cooldown: float = Field(300.0, ge=0)  # seconds a moved run is not moved again (measured: bench/README.md)
+    # defaults of its runs' checkpoint_interval (None: no checkpoints known), restart_cost, checkpoint_on_term
+    checkpoint_interval: float | None = Field(None, ge=0)
+    restart_cost: float = Field(0.0, ge=0)
+    checkpoint_on_term: bool = False
     budget_node_hours: float | None = Field(None, gt=0)  # no node starts once it would be exceeded
     budget_step: float = Field(3600.0, gt=0)  # seconds a local node is counted for in the budget
     env: dict[str, str] = Field(default_factory=dict)
@@ -161,7 +170,8 @@ class ClusterSpec(BaseModel):
             return value["name"]
         return value
 
-    @field_validator("consolidate_after", "move_cooldown", "replacement_lead", mode="before")
+    @field_validator("consolidate_after", "move_cooldown", "replacement_lead", "checkpoint_interval", "restart_cost",
+                     mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value

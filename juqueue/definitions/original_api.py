@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 import juqueue.definitions.placeholders as ph
 from juqueue.definitions.models import ExecutorSpec, RunSpec
@@ -150,11 +150,19 @@ class RunDef(BaseModel):
     duration: float | None = None  # new: expected run time, seconds or "HH:MM:SS"
     hold: bool = False  # new: the run starts `held` when it first appears
     slots: int = Field(1, ge=1)  # new: slots of one node the run needs (their CPU and GPU blocks)
+    checkpoint_interval: float | None = None  # new: seconds between its checkpoints (None: the cluster's)
+    restart_cost: float | None = None  # new: seconds a restarted attempt spends before new progress
+    checkpoint_on_term: bool | None = None  # new: True if it saves its state on SIGTERM
 
-    @field_validator("duration", mode="before")
+    @field_validator("duration", "checkpoint_interval", "restart_cost", mode="before")
     @classmethod
-    def _duration(cls, v: Any) -> Any:
-        return None if v is None else parse_duration(v)
+    def _duration(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return None
+        try:
+            return parse_duration(v)
+        except ValueError as exc:  # parse_duration says "duration"; name the field given
+            raise ValueError(str(exc).replace("duration", info.field_name or "duration", 1)) from None
 
     @field_validator("cmd", mode="before")
     @classmethod
@@ -254,6 +262,9 @@ class RunDef(BaseModel):
             duration=self.duration,
             hold=self.hold,
             slots=self.slots,
+            checkpoint_interval=self.checkpoint_interval,
+            restart_cost=self.restart_cost,
+            checkpoint_on_term=self.checkpoint_on_term,
             source_file=source_file,
         )
 

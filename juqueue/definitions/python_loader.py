@@ -77,6 +77,9 @@ def _experiment_class(fr: FileResult, module: ModuleType) -> type | None:
     return cls
 
 
+CHECKPOINT_KEYS = ("checkpoint_interval", "restart_cost", "checkpoint_on_term")
+
+
 def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
     cls = _experiment_class(fr, module)
     if cls is None:
@@ -91,6 +94,8 @@ def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
         budget = getattr(xp, "budget_node_hours", None)
         stage = "Experiment.hold"
         hold = bool(getattr(xp, "hold", False))
+        stage = "Experiment.checkpoint_interval/restart_cost/checkpoint_on_term"
+        costs = {k: getattr(xp, k, None) for k in CHECKPOINT_KEYS}
         stage = "Experiment.runs"
         runs = list(xp.runs)
     except ValidationError as exc:
@@ -106,9 +111,20 @@ def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
             fr.error(f"budget_node_hours must be a number > 0, got {budget!r}", field_="budget_node_hours")
             return
         fr.budgets[name] = float(budget)
+    costs = {k: v for k, v in costs.items() if v is not None}
+    if costs:
+        try:  # validated as a run's own values would be
+            costs = RunDef.model_validate({"id": "x", "experiment_name": name, "cluster": "x", "cmd": [], **costs}) \
+                .model_dump(include=set(costs))
+        except ValidationError as exc:
+            fr.errors.extend(errors_from_validation(fr.file, exc))
+            return
     for i, run in enumerate(runs):
         if hold and isinstance(run, RunDef) and not run.hold:
             run = run.model_copy(update={"hold": True})  # the experiment's `hold` holds all its runs
+        unset = {k: v for k, v in costs.items() if isinstance(run, RunDef) and getattr(run, k) is None}
+        if unset:
+            run = run.model_copy(update=unset)  # the experiment's values for runs that set none
         if not isinstance(run, RunDef):
             fr.error(f"runs[{i}] is a {type(run).__name__}, not a RunDef", field_="runs")
             continue

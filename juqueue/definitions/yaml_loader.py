@@ -23,7 +23,7 @@ SKIP_DIRS = {"__pycache__", "node_modules"}
 CLUSTERS_FILE = "clusters.yaml"
 
 _RUN_FIELDS = ("cluster", "cmd", "parameters", "parameter_format", "executor", "depends_on", "max_retries",
-               "movable", "duration", "hold", "slots")
+               "movable", "duration", "hold", "slots", "checkpoint_interval", "restart_cost", "checkpoint_on_term")
 
 
 class RunEntry(BaseModel):
@@ -43,6 +43,9 @@ class RunEntry(BaseModel):
     duration: float | str | None = None
     hold: bool | None = None  # new runs start `held` (until `juqueue release`)
     slots: int | None = Field(None, ge=1)  # slots of one node the run needs (default 1)
+    checkpoint_interval: float | str | None = None  # seconds or HH:MM:SS; default: the cluster's
+    restart_cost: float | str | None = None
+    checkpoint_on_term: bool | None = None
     matrix: dict[str, list[Any]] | None = None
 
 
@@ -141,6 +144,8 @@ def _add_run(fr: FileResult, name: str, run_id: str, fields: dict[str, Any], com
             depends_on=deps, max_retries=fields["max_retries"] or 0,
             movable=True if fields["movable"] is None else fields["movable"], duration=fields["duration"],
             hold=bool(fields["hold"]), slots=fields["slots"] or 1,
+            checkpoint_interval=fields["checkpoint_interval"], restart_cost=fields["restart_cost"],
+            checkpoint_on_term=fields["checkpoint_on_term"],
         )
         fr.runs.append(run.to_spec(source_file=fr.file))
     except ValidationError as exc:

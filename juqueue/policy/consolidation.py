@@ -7,8 +7,8 @@ and by the simulator, after placement (so a surplus node that a ready run needs 
 first). The rules, per cluster:
 
 - Surplus: the accepting nodes above the target. Chosen cheapest to empty first: pending
-  (bills nothing) and empty nodes, then nodes that may be emptied now by lowest lost work,
-  then the rest. Placement puts runs on them last (attrition) and scale-out starts nothing
+  (bills nothing) and empty nodes, then nodes that may be emptied now by lowest lost work
+  (those holding one of the cluster's oldest runs after the others), then the rest. Placement puts runs on them last (attrition) and scale-out starts nothing
   while one has a free slot (scaling.nodes_to_start).
 - Replacements (policy.replacement) are left out while protected: not counted against the
   target, never surplus.
@@ -19,9 +19,12 @@ first). The rules, per cluster:
   one), not within `consolidate_after` of a node start, and only once the surplus lasted
   `consolidate_after`. The lowest-cost surplus node that holds no `movable: false` run, no
   run inside its `move_cooldown`, and whose move loses no more than it saves
-  (consolidation_cost), and whose every run gets a slot reserved at once on a started,
-  accepting, non-surplus node: the one with the most wall time left that fits the run and
-  has enough for its expected duration. Moves never need a node started.
+  (consolidation_cost: work since the last checkpoint plus the restart cost), holding none
+  of the cluster's oldest runs if there is one (one node's worth stays: the likely tail;
+  their nodes are surplus last), and whose every run
+  gets a slot reserved at once on a started, accepting, non-surplus node that has enough
+  wall time for its expected duration: the one holding the longest-running runs, then the
+  one with the most wall time left. Moves never need a node started.
 - Explained: while a surplus node holds runs and none moves, `refusal` says why (the
   cheapest candidate's reason).
 """
@@ -30,8 +33,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from juqueue.policy.consolidation_cost import (destination_need_s, elapsed_s, lost_node_seconds, node_refusal,
-                                               saved_node_seconds)
+from juqueue.policy.consolidation_cost import (at_risk_s, destination_need_s, lost_node_seconds, node_refusal,
+                                               oldest_runs, saved_node_seconds)
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 Move, NodePhase, NodeSnapshot, Plan, Refusal, RunOnNode, Snapshot)
 
@@ -42,15 +45,18 @@ def plan_consolidation(snapshot: Snapshot, now: float) -> Plan:
     return Plan(tuple(plan_cluster(cluster, now) for cluster in snapshot.clusters))
 
 
-def surplus_rank(node: NodeSnapshot, settings: ClusterSettings, now: float) -> tuple[int, float, float, str]:
-    """Order in which accepting nodes become surplus: cheapest to get rid of first. Ties go
-    to the node with less wall time left (it would end sooner anyway), then by name."""
+def surplus_rank(node: NodeSnapshot, settings: ClusterSettings, now: float,
+                 oldest: frozenset[str] = frozenset()) -> tuple[int, float, float, str]:
+    """Order in which accepting nodes become surplus: cheapest to get rid of first, a node
+    holding one of the cluster's `oldest` runs after the other movable ones (it stays, and
+    takes moved runs), nodes that cannot be emptied now last. Ties
+    go to the node with less wall time left (it would end sooner anyway), then by name."""
     if node.is_empty:
         tier = 0 if node.pending else 1
     elif node.reserved_slots == 0 and node_refusal(node, settings, now) is None:
-        tier = 2
+        tier = 3 if any(r.gid in oldest for r in node.runs) else 2
     else:
-        tier = 3  # runs moving in, or a run that may not move now: let attrition empty it
+        tier = 4  # runs moving in, or a run that may not move now: let attrition empty it
     return tier, lost_node_seconds(node, now, settings.consolidate_after_s), node.time_left_s(now), node.name
 
 
@@ -66,7 +72,8 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     if excess <= 0:
         return ClusterPlan(cluster.name, target)
     since = cluster.surplus_since if cluster.surplus_since is not None else now
-    ranked = sorted(accepting, key=lambda n: surplus_rank(n, settings, now))
+    oldest = oldest_runs(cluster.nodes, settings.num_slots)
+    ranked = sorted(accepting, key=lambda n: surplus_rank(n, settings, now, oldest))
     surplus, keep = ranked[:excess], ranked[excess:] + replacements
     plan = ClusterPlan(cluster.name, target, surplus=tuple(n.name for n in surplus), surplus_since=since)
     if settings.mode is ConsolidationMode.IDLE:
@@ -80,7 +87,10 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
         return replace(plan, refusal=Refusal.TOO_SOON, detail=too_soon)
     destinations = [n for n in keep if not n.pending and n.free_slots > 0]
     refusals: list[tuple[Refusal, str]] = []
-    for node in sorted(candidates, key=lambda n: surplus_rank(n, settings, now)[1:]):  # lowest cost first
+    def order(n: NodeSnapshot) -> tuple:  # lowest cost first, nodes holding the oldest runs last
+        return (any(r.gid in oldest for r in n.runs),) + surplus_rank(n, settings, now)[1:]
+
+    for node in sorted(candidates, key=order):
         why = node_refusal(node, settings, now)
         if why is None:
             moves, why = _reserve(node, destinations, now)
@@ -110,8 +120,11 @@ def _too_soon(cluster: ClusterSnapshot, since: float, now: float) -> str:
 
 def _reserve(node: NodeSnapshot, destinations: list[NodeSnapshot], now: float) -> tuple[tuple[Move, ...], tuple[Refusal, str] | None]:
     """A free slot for every run of `node`, or none at all: a move that does not land at
-    once would leave the run queued, maybe waiting for a node start. Big and long runs first."""
+    once would leave the run queued, maybe waiting for a node start. Big and long runs first,
+    each next to the longest-running runs that leave it room (the nodes that stay longest
+    fill up; the others empty sooner), then on the node with the most wall time left."""
     free = {d.name: d.free_slots for d in destinations}
+    since = {d.name: min((r.attempt_started_at for r in d.runs), default=float("inf")) for d in destinations}
     moves: list[Move] = []
     for run in sorted(node.runs, key=lambda r: (-r.slots, -destination_need_s(r, now), r.gid)):
         need = destination_need_s(run, now)
@@ -120,9 +133,9 @@ def _reserve(node: NodeSnapshot, destinations: list[NodeSnapshot], now: float) -
         if not fits:
             return (), (Refusal.NO_ROOM, f"{node.name}: run {run.gid} ({run.slots} slot(s), needs {need:.0f} s) "
                                          "fits on no remaining node")
-        dest = min(fits, key=lambda d: (-d.time_left_s(now), free[d.name], d.name))
+        dest = min(fits, key=lambda d: (since[d.name], -d.time_left_s(now), free[d.name], d.name))
         free[dest.name] -= run.slots
-        moves.append(Move(run.gid, node.name, dest.name, run.slots, elapsed_s(run, now)))
+        moves.append(Move(run.gid, node.name, dest.name, run.slots, at_risk_s(run, now) + run.restart_cost_s))
     return tuple(moves), None
 
 

@@ -1,11 +1,21 @@
 """What emptying a node costs and what it saves, both in node-seconds, so they compare.
 
-Lost work. A moved run throws away its attempt so far: (now - attempt_started_at) seconds
-on `slots` slots. Redoing it takes slots/slots_total of a node for that long, so the move
-costs sum(slots * elapsed) / slots_total node-seconds (the issue's "sum over its runs of the
-time since its attempt started", weighted by slots and put in node-seconds; on nodes of one
-size the order of nodes is the same). A node whose wall-time warning comes within
-`consolidate_after` loses its runs' attempts soon anyway: its cost is 0.
+Lost work. A moved run throws away its progress since its last checkpoint (`at_risk_s`): 0
+when it saves its state on SIGTERM (`checkpoint_on_term`); since the checkpoint its worker
+reported (`last_checkpoint_at`, when taken during this attempt); else inferred from its declared
+`checkpoint_interval` (its progress in this attempt modulo the interval; progress starts
+`restart_cost` after the start of an attempt that resumes an interrupted one; before the first
+checkpoint the whole attempt); else, nothing known, its whole attempt so far. Its next attempt then spends `restart_cost` before new progress. So a run costs
+slots * (at_risk + restart_cost) slot-seconds; redoing them takes slots/slots_total of a node,
+so emptying a node costs their sum / slots_total node-seconds. A run moved a moment ago has not
+checkpointed since, and costs as much as its age, no longer less than an old run with a fresh
+checkpoint. A node whose wall-time warning comes within `consolidate_after` loses its runs'
+attempts soon anyway: its cost is 0.
+
+The oldest runs stay (`oldest_runs`): one node's worth (num_slots slots) of the cluster's runs
+whose attempts started first. They are likely the sweep's tail, and a restart of the tail
+stretches the makespan. The nodes holding them become surplus last and are emptied only when
+no other surplus node can be (when every node holds one, say, the cheapest still goes).
 
 Saved node-seconds. Left alone, the node bills until its last run ends: R = the max over its
 runs of their remaining time, but no later than its wall-time warning plus the grace period
@@ -24,6 +34,9 @@ estimate is our assumption: "a move would lose more than it saves".
 """
 
 from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
 
 from juqueue.policy.consolidation_model import ClusterSettings, NodeSnapshot, Refusal, RunOnNode
 
@@ -44,6 +57,45 @@ def remaining_s(run: RunOnNode, now: float) -> float:
     return done
 
 
+def at_risk_s(run: RunOnNode, now: float) -> float:
+    """Its progress since its last checkpoint: what a stop now throws away (restart cost apart)."""
+    if run.checkpoint_on_term:
+        return 0.0
+    elapsed = elapsed_s(run, now)
+    interval = run.checkpoint_interval_s
+    if run.last_checkpoint_at is not None and run.last_checkpoint_at >= run.attempt_started_at:
+        since = max(0.0, now - run.last_checkpoint_at)
+        if interval is not None and interval > 0 and since >= interval:
+            since %= interval  # it kept checkpointing at its interval since the one reported
+        return min(elapsed, since)
+    if interval is not None:
+        if interval <= 0:
+            return 0.0
+        # A resumed attempt makes progress only after its restart cost; it checkpoints every
+        # `interval` of progress. Before its first checkpoint all of the attempt is lost.
+        progress = elapsed - (run.restart_cost_s if run.resumed else 0.0)
+        return elapsed if progress < interval else progress % interval
+    return elapsed
+
+
+def run_lost_s(run: RunOnNode, now: float) -> float:
+    """Slot-seconds a stop of the run costs: its work since its last checkpoint plus its restart."""
+    return run.slots * (at_risk_s(run, now) + run.restart_cost_s)
+
+
+def oldest_runs(nodes: Iterable[NodeSnapshot], num_slots: int) -> frozenset[str]:
+    """One node's worth (num_slots slots) of the runs whose attempts started first: never moved."""
+    runs = heapq.nsmallest(num_slots, (r for n in nodes for r in n.runs), key=lambda r: (r.attempt_started_at, r.gid))
+    out: list[str] = []
+    used = 0
+    for run in runs:
+        if used + run.slots > num_slots:
+            break
+        out.append(run.gid)
+        used += run.slots
+    return frozenset(out)
+
+
 def wall_time_near(node: NodeSnapshot, now: float, consolidate_after_s: float) -> bool:
     return node.time_limit_at is not None and node.time_limit_at - now <= consolidate_after_s
 
@@ -52,7 +104,7 @@ def lost_node_seconds(node: NodeSnapshot, now: float, consolidate_after_s: float
     """The cost of emptying the node now; also the order in which nodes are emptied."""
     if wall_time_near(node, now, consolidate_after_s):
         return 0.0
-    return sum(r.slots * elapsed_s(r, now) for r in node.runs) / max(1, node.slots_total)
+    return sum(run_lost_s(r, now) for r in node.runs) / max(1, node.slots_total)
 
 
 def saved_node_seconds(node: NodeSnapshot, now: float, grace_period_s: float) -> float:

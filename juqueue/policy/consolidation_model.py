@@ -45,6 +45,13 @@ class RunOnNode:
     movable: bool = True
     moved_at: float | None = None  # its last move; None if never moved
     expected_duration_s: float | None = None  # from policy.duration.expected_duration; None: unknown
+    # What a stop costs it (consolidation_cost.at_risk_s): its last checkpoint as reported by its
+    # worker (None: not reported), else its declared interval (None: no checkpoints known)
+    last_checkpoint_at: float | None = None
+    checkpoint_interval_s: float | None = None
+    restart_cost_s: float = 0.0  # a restarted attempt's time before new progress
+    checkpoint_on_term: bool = False  # it saves its state on SIGTERM: a stop loses nothing
+    resumed: bool = False  # an earlier attempt was interrupted: this one spends restart_cost_s first
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class ClusterSettings:
     max_jobs: int
     mode: ConsolidationMode = ConsolidationMode.AGGRESSIVE
     consolidate_after_s: float = 60.0
-    move_cooldown_s: float = 1800.0
+    move_cooldown_s: float = 300.0
     grace_period_s: float = 30.0
 
 
@@ -110,7 +117,7 @@ class Move:
     source: str
     to: str  # reserve `slots` there before stopping the run
     slots: int
-    lost_s: float  # the run's attempt time thrown away (for the `moved` event)
+    lost_s: float  # the work it is expected to lose: progress since its last checkpoint + restart cost
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from juqueue.policy.consolidation_cost import node_refusal
-from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSnapshot, ConsolidationMode, NodePhase,
+from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSnapshot, ConsolidationMode, Move, NodePhase,
                                                 NodeSnapshot, Refusal)
 
-__all__ = ["NodeVerdict", "explain_nodes"]
+__all__ = ["NodeVerdict", "explain_nodes", "explain_move", "explain_plan"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ def _surplus_reason(node: NodeSnapshot, cluster: ClusterSnapshot, plan: ClusterP
     if node.name in plan.release or node.is_empty:
         return "empty: released now"
     if node.name == plan.empty:
-        return (f"to be emptied: its runs move once the plan holds at the next tick (saves {plan.saved_s:.0f} "
-                f"node-s, loses {plan.lost_s:.0f})")
+        return f"to be emptied: its runs move once the plan holds at the next tick ({explain_plan(plan)})"
     if node.reserved_slots:
         return "holds slots promised to moved runs or exits awaiting a heartbeat: left to empty as its runs end"
     if cluster.emptying is not None:
@@ -71,3 +70,16 @@ def _surplus_reason(node: NodeSnapshot, cluster: ClusterSnapshot, plan: ClusterP
     if plan.refusal is not None and plan.detail.startswith(f"{node.name}:"):
         return f"{plan.refusal.value}: {plan.detail}"
     return f"{Refusal.NO_ROOM.value}: its runs fit on no remaining node"
+
+
+def explain_plan(plan: ClusterPlan) -> str:
+    """What emptying the plan's node is expected to cost and save, in node-hours."""
+    return (f"expects to lose {plan.lost_s / 3600:.2f} node-h of work (since the last checkpoints, plus restarts) "
+            f"and to save {plan.saved_s / 3600:.2f} node-h")
+
+
+def explain_move(move: Move, plan: ClusterPlan) -> str:
+    """One move, for its `moved` event: where, the work the run is expected to lose, what its
+    node's emptying is expected to save."""
+    return (f"from {move.source} to {move.to}: expects to lose {move.lost_s:.0f} s of work (since its last checkpoint, "
+            f"plus its restart cost); emptying {move.source} expects to save {plan.saved_s / 3600:.2f} node-h")

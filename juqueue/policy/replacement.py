@@ -31,6 +31,7 @@ class RunAtWarning:
     gid: str
     slots: int = 1
     expected_end: float | None = None  # attempt start + expected duration; None: unknown
+    estimated: bool = False  # the expected duration is its experiment's median, not its own `duration`
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,12 @@ class Replacement:
     protect_until: float
 
 
-def runs_outliving(node: WarnedNode) -> tuple[RunAtWarning, ...]:
-    """The node's runs that will still need slots at its warning."""
-    return tuple(r for r in node.runs if r.expected_end is None or r.expected_end > node.warning_at)
+def runs_outliving(node: WarnedNode, now: float | None = None) -> tuple[RunAtWarning, ...]:
+    """The node's runs that will still need slots at its warning. A run past the median it
+    was estimated by (not a `duration` of its own) is unknown, so outliving: taking it as
+    about to end left a lone long run drained at the warning, to wait a whole queue wait."""
+    return tuple(r for r in node.runs if r.expected_end is None or r.expected_end > node.warning_at
+                 or (r.estimated and now is not None and r.expected_end <= now))
 
 
 def replacements_to_start(warned: Sequence[WarnedNode], others: Sequence[NodeSlots], ready: Iterable[RunDemand],
@@ -79,7 +83,7 @@ def replacements_to_start(warned: Sequence[WarnedNode], others: Sequence[NodeSlo
     if settings.lead_s <= 0 or room <= 0:
         return []
     due = [n for n in sorted(warned, key=lambda n: (n.warning_at, n.name))
-           if not n.replaced and n.warning_at - settings.lead_s <= now < n.warning_at and runs_outliving(n)]
+           if not n.replaced and n.warning_at - settings.lead_s <= now < n.warning_at and runs_outliving(n, now)]
     if not due:
         return []
     going = {n.name for n in warned if n.warning_at - settings.lead_s <= now}  # their own warning is near
@@ -98,7 +102,7 @@ def replacements_to_start(warned: Sequence[WarnedNode], others: Sequence[NodeSlo
     for node in due:
         if room <= 0:
             break
-        outliving = runs_outliving(node)
+        outliving = runs_outliving(node, now)
         waiting += [RunDemand(r.gid, r.slots) for r in outliving]
         short = nodes_for_unplaced(waiting, capacity, settings.num_slots, reserved)
         if short <= already_short:

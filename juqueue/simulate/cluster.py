@@ -10,8 +10,9 @@ The model (README, "juqueue simulate"):
   `signal_lead` before its limit). It bills from the end of its queue wait to its end.
 - A run needs `duration_s` of work; a restarted attempt first spends `restart_cost_s`; an
   interrupted attempt (a move, a wall-time drain, the original's kill) keeps the progress of its
-  last checkpoint, the rest is work lost. Stops are instant (a checkpointing run exits on
-  SIGTERM) and a moved run's next attempt starts on its reserved slot at the same instant.
+  last checkpoint (all of it with `checkpoint_on_term`), the rest is work lost. Stops are
+  instant (a checkpointing run exits on SIGTERM) and a moved run's next attempt starts on its
+  reserved slot at the same instant.
 """
 
 from __future__ import annotations
@@ -163,7 +164,9 @@ class SimCluster:
         elapsed = t - run.started_at
         progress = max(0.0, elapsed - run.overhead)
         interval = self.c.checkpoint_interval_s
-        if interval is None:
+        if self.c.checkpoint_on_term:  # it saves its state on SIGTERM: a stop keeps everything
+            kept = progress
+        elif interval is None:
             kept = 0.0
         elif interval == 0:
             kept = progress

@@ -84,7 +84,7 @@ class Simulation:
             return
         life = c.wall_time_s - c.signal_lead_s
         worst = max(self.w.runs, key=lambda r: r.duration_s)
-        if worst.duration_s <= life:
+        if worst.duration_s <= life or c.checkpoint_on_term:
             return
         if c.checkpoint_interval_s is None:
             raise SimulationInputError(

@@ -9,7 +9,9 @@ dir's nodes were started with, else --num-slots and --max-jobs (which override e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import random
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from juqueue.definitions.models import ClusterSpec
@@ -35,6 +37,9 @@ class SimulateOptions:
     wall_time: str | None = None
     restart_cost: str | None = None
     checkpoint_interval: str | None = None
+    checkpoint_on_term: bool = False
+    duration_hints: str | None = None
+    move_cooldown: str | None = None
     consolidate_after: str | None = None
     tick: str | None = None
     replacement_lead: str | None = None
@@ -86,6 +91,7 @@ def resolve(o: SimulateOptions) -> Inputs:
     if spec is None and o.def_dir is not None:
         spec = pick_cluster(load_cluster_specs(o.def_dir), o.cluster, (), str(Path(o.def_dir) / "clusters.yaml"))
     spec = _sized(spec, o)
+    workload = _hinted(workload, o.duration_hints, seed)
 
     wall = _seconds("--wall-time", o.wall_time)
     if wall is None and spec.type == "slurm" and spec.time:
@@ -97,9 +103,37 @@ def resolve(o: SimulateOptions) -> Inputs:
     conditions = conditions_from_spec(
         spec, wall, queue_wait=queue_wait, restart_cost_s=_seconds("--restart-cost", o.restart_cost),
         checkpoint_interval_s=_seconds("--checkpoint-interval", o.checkpoint_interval),
+        checkpoint_on_term=True if o.checkpoint_on_term else None,
+        move_cooldown_s=_seconds("--move-cooldown", o.move_cooldown),
         consolidate_after_s=_seconds("--consolidate-after", o.consolidate_after), tick_s=_tick(o.tick),
         replacement_lead_s=_seconds("--replacement-lead", o.replacement_lead))
     return Inputs(workload, conditions, _policies(conditions, o.policies), seed)
+
+
+def _hinted(workload: Workload, hints: str | None, seed: int) -> Workload:
+    """`--duration-hints`: what the policy is told of each run's duration (its `duration`):
+    `none` nothing, `exact` its duration, `noisy:sigma=X` its duration times a lognormal error
+    of median 1 (drawn per run, seeded). Without the flag, what the workload said."""
+    if hints is None:
+        return workload
+    text = hints.strip().lower()
+    if text == "none":
+        told: list[float | None] = [None] * len(workload.runs)
+    elif text == "exact":
+        told = [r.duration_s for r in workload.runs]
+    else:
+        kind, _, rest = text.partition(":")
+        key, eq, value = rest.partition("=")
+        try:
+            sigma = float(value) if kind == "noisy" and eq and key.strip() == "sigma" else -1.0
+        except ValueError:
+            sigma = -1.0
+        if not sigma >= 0 or not math.isfinite(sigma):
+            raise SimulationInputError(f"--duration-hints {hints!r}: expected none, exact or noisy:sigma=X (X >= 0)")
+        rng = random.Random(f"duration-hints-{seed}")
+        told = [r.duration_s * math.exp(rng.gauss(0.0, sigma)) for r in workload.runs]
+    return Workload(tuple(replace(r, expected_s=e) for r, e in zip(workload.runs, told)), workload.note,
+                    workload.latencies)
 
 
 def _sized(spec: ClusterSpec | None, o: SimulateOptions) -> ClusterSpec:

@@ -85,7 +85,7 @@ class Replacements:
         medians: dict[str, float | None] = {}
         warned = [self._warned(node, medians) for node in self.windowed.values()]
         room = cluster.c.max_jobs - len(cluster.nodes)
-        if room <= 0 or not any(not w.replaced and now < w.warning_at and runs_outliving(w) for w in warned):
+        if room <= 0 or not any(not w.replaced and now < w.warning_at and runs_outliving(w, now) for w in warned):
             if self.check_fast_path:
                 assert not self._plan(warned, now), "replacements_to_start started a node the fast path skipped"
             return []
@@ -118,6 +118,7 @@ class Replacements:
                 if experiment not in medians:
                     medians[experiment] = expected_duration(None, completed.get(experiment, ()))
                 expected = medians[experiment]
-            runs.append(RunAtWarning(gid, run.slots, None if expected is None else run.started_at + expected))
+            runs.append(RunAtWarning(gid, run.slots, None if expected is None else run.started_at + expected,
+                                     estimated=run.own_expected is None))
         assert node.warning_at is not None
         return WarnedNode(node.name, node.warning_at, tuple(runs), replaced=node.name in self.successor)

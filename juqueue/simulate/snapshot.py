@@ -3,7 +3,9 @@ nodes, built from the simulation's state. At 1,000 nodes building it costs about
 the plan itself, so a NodeSnapshot or RunOnNode is rebuilt only when its node, its attempt or its
 expected duration (its experiment's median of completed runs) or its protection (a replacement
 before its predecessor's warning + grace, policy.replacement.protected) changed, and both are
-built without their dataclass __init__ (see `_fast_constructors`)."""
+built without their dataclass __init__ (see `_fast_constructors`). What a stop costs a run is
+told as the controller tells it today: the cluster's checkpoint interval, restart cost and
+checkpoint_on_term, no reported checkpoint (`last_checkpoint_at` None)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ def _fast_constructors() -> tuple:
     each field through object.__setattr__, which is most of a snapshot's cost at 1,000 nodes):
     the same objects (equal, same hash), made ~5x faster. Used only while the classes have exactly
     these fields, no __slots__ and no __post_init__; otherwise the classes themselves."""
-    ron_fields = ("gid", "attempt_started_at", "slots", "movable", "moved_at", "expected_duration_s")
+    ron_fields = ("gid", "attempt_started_at", "slots", "movable", "moved_at", "expected_duration_s",
+                  "last_checkpoint_at", "checkpoint_interval_s", "restart_cost_s", "checkpoint_on_term", "resumed")
     node_fields = ("name", "slots_total", "state", "started_at", "time_limit_at", "runs", "reserved_slots", "protected")
     plain = all(tuple(f.name for f in dataclasses.fields(cls)) == names and "__slots__" not in vars(cls)
                 and not hasattr(cls, "__post_init__") for cls, names in ((RunOnNode, ron_fields), (NodeSnapshot, node_fields)))
@@ -29,11 +32,14 @@ def _fast_constructors() -> tuple:
         return RunOnNode, NodeSnapshot
     new = object.__new__
 
-    def run_on_node(gid, started, slots, movable, moved_at, expected):  # type: ignore[no-untyped-def]
+    def run_on_node(gid, started, slots, movable, moved_at, expected, last_checkpoint_at, interval, restart_cost,  # type: ignore[no-untyped-def]
+                    on_term, resumed):
         obj = new(RunOnNode)
         d = obj.__dict__
         d["gid"], d["attempt_started_at"], d["slots"], d["movable"] = gid, started, slots, movable
         d["moved_at"], d["expected_duration_s"] = moved_at, expected
+        d["last_checkpoint_at"], d["checkpoint_interval_s"] = last_checkpoint_at, interval
+        d["restart_cost_s"], d["checkpoint_on_term"], d["resumed"] = restart_cost, on_term, resumed
         return obj
 
     def node_snapshot(name, slots_total, state, started_at, time_limit_at, runs, reserved, protected):  # type: ignore[no-untyped-def]
@@ -61,7 +67,7 @@ class SnapshotBuilder:
             self.medians, self.epoch = medians, self.epoch + 1
 
     def nodes(self, nodes: Iterable[SimNode], now: float) -> tuple[NodeSnapshot, ...]:
-        medians, epoch = self.medians, self.epoch
+        medians, epoch, c = self.medians, self.epoch, self.c
         out = []
         for node in nodes:
             snap = node.snap
@@ -75,7 +81,8 @@ class SnapshotBuilder:
                     ron = run.ron
                     if ron is None or run.ron_attempt != run.attempt or ron.expected_duration_s != expected:
                         ron = run.ron = make_run_on_node(gid, run.started_at, run.slots, run.spec.movable, run.moved_at,
-                                                         expected)
+                                                         expected, None, c.checkpoint_interval_s, c.restart_cost_s,
+                                                         c.checkpoint_on_term, run.restarted)
                         run.ron_attempt = run.attempt
                     rons.append(ron)
                 runs = tuple(rons)

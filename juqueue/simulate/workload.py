@@ -76,7 +76,8 @@ class Conditions:
     Wall time: a node drains `signal_lead_s` before its limit (the controller's wall-time
     warning), its runs are interrupted there. A restarted attempt spends `restart_cost_s`
     before it makes progress. Checkpoints: None, an interrupted attempt keeps nothing; 0, it
-    keeps all its progress; S > 0, progress is saved every S seconds of it. Replacements (wall
+    keeps all its progress; S > 0, progress is saved every S seconds of it; with
+    `checkpoint_on_term` a stopped attempt keeps all its progress. Replacements (wall
     time without a gap, policy.replacement): `replacement_lead_s` before a node's warning; 0: never."""
 
     num_slots: int
@@ -86,12 +87,13 @@ class Conditions:
     idle_timeout_s: float = 30.0
     grace_period_s: float = 30.0
     consolidate_after_s: float = 60.0
-    move_cooldown_s: float = 1800.0
+    move_cooldown_s: float = 300.0
     wall_time_s: float | None = None
     signal_lead_s: float = 0.0
     queue_wait: Distribution | None = None  # None: nodes start at once (or the replayed latencies)
     restart_cost_s: float = 0.0
     checkpoint_interval_s: float | None = None
+    checkpoint_on_term: bool = False  # runs save their state on SIGTERM: a stop loses nothing
     tick_s: float = 2.0
     replacement_lead_s: float = 600.0
     name: str = "sim"
@@ -103,7 +105,7 @@ class Conditions:
             raise SimulationInputError(f"--max-jobs {self.max_jobs}: expected at least 1")
         for flag, value in (("--wall-time", self.wall_time_s), ("--restart-cost", self.restart_cost_s),
                             ("--checkpoint-interval", self.checkpoint_interval_s),
-                            ("--consolidate-after", self.consolidate_after_s),
+                            ("--consolidate-after", self.consolidate_after_s), ("--move-cooldown", self.move_cooldown_s),
                             ("--replacement-lead", self.replacement_lead_s)):
             if value is not None and not value >= 0:
                 raise SimulationInputError(f"{flag} {value!r}: expected seconds >= 0")
@@ -122,6 +124,8 @@ def conditions_from_spec(spec: ClusterSpec, wall_time_s: float | None, **overrid
         num_slots=spec.num_slots, max_jobs=spec.max_jobs, scaling_policy=spec.scaling_policy,
         min_saturation=spec.min_saturation, idle_timeout_s=spec.idle_timeout, grace_period_s=spec.grace_period,
         consolidate_after_s=spec.consolidate_after, move_cooldown_s=spec.move_cooldown, wall_time_s=wall_time_s,
+        restart_cost_s=spec.restart_cost, checkpoint_interval_s=spec.checkpoint_interval,
+        checkpoint_on_term=spec.checkpoint_on_term,
         replacement_lead_s=spec.replacement_lead,
         signal_lead_s=float(spec.signal_lead) if spec.type == "slurm" and wall_time_s is not None else 0.0,
         name=spec.name,

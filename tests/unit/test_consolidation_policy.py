@@ -267,7 +267,9 @@ def test_bad_scaling_values_are_clear_errors():
 def test_node_with_a_run_in_cooldown_is_not_chosen():
     fresh = _node("a", RunOnNode("a1", NOW - 100, moved_at=NOW - 100))
     old = _node("b", RunOnNode("b1", NOW - 3_000))
-    plan = plan_cluster(_cluster(fresh, old), NOW)
+    # the cluster's oldest runs (one node's worth, full) stay on a node of their own
+    tail = _node("o", *(RunOnNode(f"o{i}", NOW - 90_000) for i in range(4)))
+    plan = plan_cluster(_cluster(fresh, old, tail, target=2), NOW)
     assert plan.surplus == ("b",) and plan.empty == "b" and plan.moves[0].to == "a"
     # both blocked: the cheaper one is surplus and the refusal says why
     pinned = _node("b", RunOnNode("b1", NOW - 3_000, movable=False))

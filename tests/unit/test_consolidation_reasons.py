@@ -41,7 +41,7 @@ def test_kept_nodes_say_within_target_draining_or_protected():
 
 def test_surplus_nodes_say_why_they_stay():
     cluster = ClusterSnapshot("c", SETTINGS, target=1, nodes=(
-        _node("k", _run("k1", 60_000)), _node("m", _run("m1", 5_000, movable=False)), _node("l", _run("l1", 50_000)),
+        _node("k", _run("k1", 60_000)), _node("m", _run("m1", 90_000, movable=False)), _node("l", _run("l1", 50_000)),
         _node("e")),
         surplus_since=NOW - 1_000)
     out = _explain(cluster)

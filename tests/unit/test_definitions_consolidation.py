@@ -26,7 +26,7 @@ def _write(root: Path, rel: str, text: str) -> Path:
 
 def test_cluster_defaults_are_aggressive_maximize_running(tmp_path):
     c = load_clusters(_write(tmp_path, "clusters.yaml", "c: {type: local, num_slots: 4, max_jobs: 2}\n"))["c"]
-    assert c.consolidation == "aggressive" and c.consolidate_after == 60 and c.move_cooldown == 1800
+    assert c.consolidation == "aggressive" and c.consolidate_after == 60 and c.move_cooldown == 300
     assert c.scaling_policy is ScalingPolicy.MAXIMIZE_RUNNING
 
 
@@ -106,3 +106,58 @@ def test_fingerprint_of_runs_without_the_new_keys_is_unchanged():
     spec = RunSpec(experiment="e", id="r", cluster="local", cmd=["true"])
     assert spec.fingerprint() == RunSpec(experiment="e", id="r", cluster="local", cmd=["true"], movable=True).fingerprint()
     assert spec.fingerprint() != RunSpec(experiment="e", id="r", cluster="local", cmd=["true"], movable=False).fingerprint()
+
+
+def test_checkpoint_keys_per_experiment_run_and_cluster(tmp_path):
+    c = load_clusters(_write(tmp_path, "clusters.yaml", """\
+        c: {type: local, checkpoint_interval: "01:00:00", restart_cost: 300, checkpoint_on_term: true}
+        d: {type: local}
+        """))
+    assert (c["c"].checkpoint_interval, c["c"].restart_cost, c["c"].checkpoint_on_term) == (3600.0, 300.0, True)
+    assert (c["d"].checkpoint_interval, c["d"].restart_cost, c["d"].checkpoint_on_term) == (None, 0.0, False)
+    _write(tmp_path, "defs/e.yaml", """\
+        experiment: e
+        cluster: local
+        cmd: [true]
+        checkpoint_interval: 1800
+        checkpoint_on_term: true
+        runs:
+          - {id: own, checkpoint_interval: "00:10:00", restart_cost: 60, checkpoint_on_term: false}
+          - {id: inherits}
+        """)
+    _write(tmp_path, "defs/experiments/p.py", """\
+        from juqueue import ExperimentDef, RunDef
+
+        class Experiment(ExperimentDef):
+            name = "p"
+            restart_cost = "00:05:00"
+
+            @property
+            def runs(self):
+                return [RunDef(id="a", experiment_name="p", cluster="local", cmd=["true"]),
+                        RunDef(id="b", experiment_name="p", cluster="local", cmd=["true"], restart_cost=10,
+                               checkpoint_interval=600)]
+        """)
+    res = evaluate_def_dir(tmp_path / "defs", CLUSTERS)
+    assert res.errors == []
+    by = {r.global_id: (r.checkpoint_interval, r.restart_cost, r.checkpoint_on_term) for r in res.runs}
+    assert by == {"e@own": (600.0, 60.0, False), "e@inherits": (1800.0, None, True),
+                  "p@a": (None, 300.0, None), "p@b": (600.0, 10.0, None)}
+    # unset keys leave the fingerprint of older definitions unchanged
+    plain = RunSpec(experiment="e", id="r", cluster="local", cmd=["true"])
+    assert "checkpoint" not in str(plain.fingerprint()) and plain.fingerprint() == RunSpec(
+        experiment="e", id="r", cluster="local", cmd=["true"], checkpoint_on_term=None).fingerprint()
+
+
+@pytest.mark.parametrize("key, value", [("checkpoint_interval", "often"), ("restart_cost", -5),
+                                        ("checkpoint_on_term", "maybe")])
+def test_bad_checkpoint_keys_name_file_run_and_key(tmp_path, key, value):
+    _write(tmp_path, "e.yaml", f"experiment: e\ncluster: local\ncmd: [true]\nruns: [{{id: r, {key}: {value!r}}}]\n")
+    res = evaluate_def_dir(tmp_path, CLUSTERS)
+    assert len(res.errors) == 1 and res.runs == []
+    err = res.errors[0]
+    assert err.file == "e.yaml" and key in (err.field or "") and key in str(err), str(err)
+    path = _write(tmp_path, "clusters.yaml", f"c:\n  type: local\n  {key}: {value!r}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_clusters(path)
+    assert str(path) in str(exc.value) and key in str(exc.value)
