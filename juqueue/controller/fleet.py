@@ -250,7 +250,9 @@ class Fleet:
             if run is not None and run.status.is_live:
                 self.lifecycle.record_stop(run, reason, f"node stopped ({detail})")
         node.state = NodeState.STOPPING
-        node.reason = f"stopping: {detail}"
+        # what a node without the devices its run needed showed stays readable while it stops
+        devices = node.reason if node.no_devices and (node.reason or "").startswith("no CUDA devices") else None
+        node.reason = f"stopping: {detail}" + (f"; {devices}" if devices else "")
         node.stop_sent_at = now
         s.mark_node_dirty(node)
         s.commit()

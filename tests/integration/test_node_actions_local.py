@@ -55,7 +55,7 @@ def test_drained_node_takes_no_new_run_and_is_released_once_empty(workspace):
     """One node (max_jobs 1) of 2 slots, 4 runs: two run, two wait. Drained while the first two
     run, the node gets neither waiting run; once empty it is released, and only then a new node
     starts (max_jobs counts the draining one) and runs them."""
-    defs = write_defs(workspace / "defs", _cluster(max_jobs=1), {"n.yaml": _runs(4, 6)})
+    defs = write_defs(workspace / "defs", _cluster(max_jobs=1), {"n.yaml": _runs(4, 15)})
     server = Server(defs, workspace / "work").start(tick=0.5)
     try:
         runs = server.wait_for(lambda rs: rs if sum(r["status"] == "running" for r in rs) == 2 else None, 60, "two running")
