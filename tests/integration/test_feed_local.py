@@ -103,7 +103,7 @@ def _runs(lines: list[str]) -> dict[str, str]:
     return {"f.yaml": "experiment: f\ncluster: local\nruns:\n" + "".join(f"  - {line}\n" for line in lines)}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(35)
 def test_deltas_in_order_replay_log_follow_and_stop_with_open_streams(workspace):
     runs = ["{id: talk, cmd: [sh, -c, 'echo first; sleep 2; echo second'], max_retries: 0}",
             "{id: a, cmd: [sleep, '2'], max_retries: 0}", "{id: b, cmd: [sleep, '3'], max_retries: 0}",
@@ -189,7 +189,7 @@ def _stalled_client(server: Server, rcvbuf: int = 4096) -> socket.socket:
     return sock
 
 
-@pytest.mark.slow
+@pytest.mark.slow(80)
 def test_a_stalled_client_is_resynced_and_the_others_are_not(workspace):
     # Long names make every delta big: a stalled client's socket buffers (MBs on loopback) fill
     # with a few thousand state changes, and then its stream stops reading the feed.

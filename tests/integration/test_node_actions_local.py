@@ -50,7 +50,7 @@ def _attempt_nodes(server: Server, gid: str) -> list[str]:
     return [a["node"] for a in server.run(gid)["attempts"]]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(35)
 def test_drained_node_takes_no_new_run_and_is_released_once_empty(workspace):
     """One node (max_jobs 1) of 2 slots, 4 runs: two run, two wait. Drained while the first two
     run, the node gets neither waiting run; once empty it is released, and only then a new node
@@ -86,7 +86,7 @@ def test_drained_node_takes_no_new_run_and_is_released_once_empty(workspace):
         server.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(40)
 def test_stopped_node_requeues_its_runs_without_spending_retries(workspace):
     """Two nodes of 2 slots, 4 runs (max_retries 0). Stopping one node interrupts its two runs
     (node_stop); they are queued again with attempt 2, no retry spent, and complete elsewhere."""
