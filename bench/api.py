@@ -181,6 +181,9 @@ def phase(srv: Serve, name: str, n: int, samples: int, phase_s: float, batch_on:
         batch = batch_summary(srv)
     print_batch(name, batch if batch_on else None)
     print(f"store    at the end of phase {name}: {live_counts(srv)}", flush=True)
+    if batch_on and not (srv.api("GET", "/api/status").json().get("counts") or {}).get("queued"):
+        print(f"warning  the sweep ran out during phase {name}: its batch figure includes idle ticks "
+              f"(more --runs keep the nodes busy to the end)", flush=True)
     return p95s, batch
 
 
