@@ -2,7 +2,8 @@
 """JuQueue API latency with 100,000 runs in the store, and the controller's batch time with and without feed clients.
 
 One `juqueue serve` with a local cluster of 2 nodes x 8 slots; one YAML experiment (a `matrix:` sweep of N `true`
-runs) dropped into the def dir and loaded by `POST /api/reload`; while the nodes work through it:
+runs) dropped into the def dir and loaded by `POST /api/reload` (the user's own path; a reload of 100,000 takes
+about a minute here, so the store module is not needed to fill it); while the nodes work through it:
 
 1. Phase "no feed client": `--samples` requests each, p50/p95 in ms, of
    - `GET /api/runs?limit=100` (unfiltered page), `GET /api/runs?status=queued&status=completed&q=12&limit=100`,
