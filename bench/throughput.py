@@ -76,8 +76,12 @@ class Serve:
         self.port, self.tick = free_port(), tick
         self.log_path = root / "serve.log"
         self.proc: subprocess.Popen | None = None
+        # Warm nodes: `consolidation: aggressive` (the default) releases an empty surplus node at
+        # once whatever `idle_timeout` says, so between the parts (warm-up, N runs, each latency
+        # run) both nodes would go and the next part would time a node start, not JuQueue's path.
         (self.def_dir / "clusters.yaml").write_text(
-            f"local:\n  type: local\n  num_slots: {SLOTS}\n  max_jobs: {NODES}\n  idle_timeout: 3600\n")
+            f"local:\n  type: local\n  num_slots: {SLOTS}\n  max_jobs: {NODES}\n  idle_timeout: 3600\n"
+            "  consolidation: idle\n")
 
     @property
     def url(self) -> str:
@@ -195,23 +199,30 @@ def bench_juqueue(root: Path, n: int, k: int, profile_dir: Path | None = None) -
                             "where r.experiment = 'bench'").fetchone()[0]
             attempts = db.execute("select count(*) from attempts a join runs r on r.global_id = a.global_id "
                                   "where r.experiment = 'bench'").fetchone()[0]
-        out.update(span=e1 - q0, first_start=s0 - q0, runs=cnt, completed=ok, attempts=attempts)
+            # nodes the N runs used, and how many of them were started only after the runs were queued
+            used, cold = db.execute(
+                "select count(*), coalesce(sum(n.created_at > ?), 0) from nodes n where n.name in "
+                "(select a.node from attempts a join runs r on r.global_id = a.global_id where r.experiment = 'bench')",
+                (q0,)).fetchone()
+        out.update(span=e1 - q0, first_start=s0 - q0, runs=cnt, completed=ok, attempts=attempts, nodes_used=used,
+                   nodes_cold=cold)
 
         log(f"juqueue: latency, {k} single runs")
-        lat, ctl, wrk = [], [], []
+        lat, ctl, wrk, cold = [], [], [], 0
         for i in range(k):
             name = f"lat{i}"
             srv.add_experiment(f"{name}.yaml", f"experiment: {name}\ncluster: local\nruns:\n  - id: r\n    cmd: [\"true\"]\n")
             srv.wait_experiment_final(name, 1, 0.05, 60)
             with srv.db() as db:
-                q, p, s = db.execute(
-                    "select r.queued_at, a.published_at, a.started_at from runs r join attempts a "
-                    "on a.global_id = r.global_id and a.number = r.attempt where r.global_id = ?",
-                    (f"{name}@r",)).fetchone()
+                q, p, s, node_created = db.execute(
+                    "select r.queued_at, a.published_at, a.started_at, n.created_at from runs r join attempts a "
+                    "on a.global_id = r.global_id and a.number = r.attempt left join nodes n on n.name = a.node "
+                    "where r.global_id = ?", (f"{name}@r",)).fetchone()
+            cold += node_created is None or node_created > q  # a node started for it: not a warm sample
             lat.append(s - q)
             ctl.append(p - q)
             wrk.append(s - p)
-        out.update(lat=lat, ctl=ctl, wrk=wrk)
+        out.update(lat=lat, ctl=ctl, wrk=wrk, lat_cold=cold)
     except Exception as exc:  # a benchmark reports, it does not crash
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
@@ -378,7 +389,8 @@ def main() -> int:
         print(f"juqueue  N={n}  {r_jq:8.1f} runs/s  ratio {r_jq / r_x:.2f} x xargs  "
               f"({jq['span']:.3f} s first queued_at -> last ended_at; {jq['completed']}/{jq['runs']} completed, "
               f"{jq['attempts']} attempts; first start {jq['first_start'] * 1000:.0f} ms after first queued; "
-              f"warm-up used {jq['warm_nodes']} nodes)")
+              f"warm-up used {jq['warm_nodes']} nodes; {jq['nodes_used']} nodes ran them, "
+              f"{jq['nodes_cold']} of them started after the runs were queued)")
     if "error" in jq:
         print(f"juqueue  ERROR: {jq['error']}")
 
@@ -398,7 +410,7 @@ def main() -> int:
         lat_ms = [x * 1000 for x in jq["lat"]]
         med = statistics.median(lat_ms)
         print(f"latency  K={len(lat_ms)}  queued->started median {med:.1f} ms  p90 {pct(lat_ms, 0.9):.1f} ms  "
-              f"(min {min(lat_ms):.1f}, max {max(lat_ms):.1f})")
+              f"(min {min(lat_ms):.1f}, max {max(lat_ms):.1f}; {len(lat_ms) - jq['lat_cold']}/{len(lat_ms)} on a warm node)")
         print(f"latency  K={len(lat_ms)}  queued->published median {statistics.median(jq['ctl']) * 1000:.1f} ms (controller)  "
               f"published->started median {statistics.median(jq['wrk']) * 1000:.1f} ms (broker + worker)")
 

@@ -144,7 +144,9 @@ class UserActions:
         rerun with the new definition; other edits reach them without an interruption."""
         s = self.s
         result = self._check_slots(result)
-        summary = s.store.apply_definitions(result, hold_new=s.config.hold_new)
+        # queued_at from the controller's clock, read as the new runs are written: the same clock
+        # stamps the attempt they are placed as in this batch, so queued -> published is one clock's
+        summary = s.store.apply_definitions(result, hold_new=s.config.hold_new, clock=s.now)
         changed = set(summary.added) | set(summary.updated) | set(summary.undefined) | set(summary.redefined)
         rows = s.store.runs_by_id(changed)
         self.lifecycle.prefetch_statuses(d for row in rows.values() for d in json.loads(row.depends_on or "[]"))

@@ -51,18 +51,21 @@ class Dispatch:
         self._note_device_waits(needs_devices, {g for g, _, _ in placed})
         self._note_holds(plan.holds, ready)
         to_publish: list[Assignment] = []
+        # `now` is when the batch began, before its commands ran (a reload queues runs after it):
+        # the attempt records when it was handed out, so queued -> published is never negative.
+        stamp = s.now()
         for gid, node_name, slots in placed:
             run, node = s.runs[gid], s.nodes[node_name]
             s.queue.remove(gid)
             run.attempt += 1
             run.status, run.node, run.reason = RunStatus.ASSIGNED, node_name, None
-            run.unlisted_deadline = now + s.message_grace(node)
+            run.unlisted_deadline = stamp + s.message_grace(node)
             node.take(gid, slots)
             node.idle_since = None
             s.mark_run_dirty(run)
-            s.batch.new_attempts.append({"global_id": gid, "number": run.attempt, "node": node_name, "published_at": now,
+            s.batch.new_attempts.append({"global_id": gid, "number": run.attempt, "node": node_name, "published_at": stamp,
                                          "slot": slots[0], "slots": json.dumps(list(slots))})
-            s.batch.event(gid, "assigned", run.attempt, node_name, f"slots {','.join(map(str, slots))}", now)
+            s.batch.event(gid, "assigned", run.attempt, node_name, f"slots {','.join(map(str, slots))}", stamp)
             to_publish.append(Assignment(gid, run.experiment, run.run_id, run.attempt, node_name, run.spec_json, tuple(slots)))
         if to_publish:
             s.commit()  # the store knows the attempt before any worker can see it

@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
@@ -32,7 +33,7 @@ class ApplySummary:
 
 
 def apply_definitions(s: Session, result: LoadResult, now: float | None = None, hold_new: bool = False,
-                      dry_run: bool = False) -> ApplySummary:
+                      dry_run: bool = False, clock: Callable[[], float] | None = None) -> ApplySummary:
     """Apply the difference between what the files define and the store.
 
     Experiments of files that failed are left exactly as they are. A run whose definition
@@ -41,6 +42,8 @@ def apply_definitions(s: Session, result: LoadResult, now: float | None = None, 
     listed in `restart` (the controller stops it and it reruns with the new definition); a run gone from its file
     is kept with its history, marked as no longer defined, and not run. An experiment
     whose runs did not change at all costs one comparison, so a reload is O(changes).
+    New runs are queued as of their insert (`now`, else `clock()` then, else `time.time()`):
+    comparing the other experiments first is not time they waited.
     """
     summary = ApplySummary()
     failed = set(result.failed_experiments)
@@ -119,6 +122,13 @@ def apply_definitions(s: Session, result: LoadResult, now: float | None = None, 
             summary.undefined.extend(gone)
             summary.restart.extend(gid for gid, status in rows if status in _LIVE)
     if new_runs:
+        if now is None:
+            queued_at = (clock or time.time)()
+            for row in new_runs:
+                row["queued_at"] = queued_at
+            for ev in events:
+                if ev["kind"] == "defined":
+                    ev["ts"] = queued_at
         s.execute(insert(RunRow), new_runs)
     if events:
         s.execute(insert(EventRow), events)

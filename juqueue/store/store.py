@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -94,10 +94,10 @@ class Store:
 
     # ---- definitions --------------------------------------------------------------------
     def apply_definitions(self, result: LoadResult, now: float | None = None, hold_new: bool = False,
-                          dry_run: bool = False) -> ApplySummary:
+                          dry_run: bool = False, clock: Callable[[], float] | None = None) -> ApplySummary:
         """Apply the difference between what the files define and the store (`definition_sync`)."""
         with self.session() as s:
-            return apply_definitions(s, result, now, hold_new, dry_run)
+            return apply_definitions(s, result, now, hold_new, dry_run, clock)
 
     # ---- reads --------------------------------------------------------------------------
     def active_runs(self) -> list[RunRow]:
