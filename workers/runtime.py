@@ -25,6 +25,7 @@ from juqueue.broker.leases import Leases
 from juqueue.definitions.models import ClusterSpec
 from juqueue.events import REJECTED, Event
 from juqueue.paths import WorkDir
+from juqueue.settings import Settings
 from juqueue.workers.attempt import LiveAttempt, run_claimed
 from juqueue.workers.slots import JobResources, choose_slots, parse_cuda_visible_devices, parse_nvidia_smi_list
 
@@ -43,8 +44,8 @@ class NodeConfig:
     namespace: str
     version: str
     cluster: ClusterSpec
-    lease_ttl_s: float = 120.0
-    controller_silence_s: float = 600.0
+    lease_ttl_s: float = Settings.lease_ttl_s  # the controller sends its own in node.json
+    controller_silence_s: float = Settings.controller_silence_s
     max_event_stream: int = 1_000_000
     task_events: bool = False  # Celery task events (-E) for Flower; they cost CPU per run
 

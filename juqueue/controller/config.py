@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir
+from juqueue.settings import Settings
 
 
 @dataclass
@@ -13,19 +14,20 @@ class ControllerConfig:
     work: WorkDir
     clusters: dict[str, ClusterSpec]
     tick_interval_s: float = 2.0
-    lease_ttl_s: float = 120.0
-    controller_silence_s: float = 600.0
+    # the timings' defaults are Settings' (`serve` passes its Settings; tests may set them here)
+    lease_ttl_s: float = Settings.lease_ttl_s
+    controller_silence_s: float = Settings.controller_silence_s
     coalesce_s: float = 0.02
-    start_timeout_s: float = 120.0  # a started node that never heartbeats is given up
+    start_timeout_s: float = Settings.start_timeout_s  # a started node that never heartbeats is given up
     max_start_failures: int = 3  # then submission to that cluster pauses with the reason
     read_count: int = 5000
-    stop_escalate_s: float = 60.0
+    stop_escalate_s: float = Settings.stop_escalate_s
     task_events: bool = False  # workers send Celery task events (Flower's task view)
-    store_retry_max_s: float = 5.0
-    hold_new: bool = False  # `serve --hold-new`: every run that first appears is held  # back-off ceiling while the store refuses commits
+    store_retry_max_s: float = 5.0  # back-off ceiling while the store refuses commits
+    hold_new: bool = False  # `serve --hold-new`: every run that first appears is held
     # for a node whose cluster left clusters.yaml (clusters that set none get these from `serve`'s Settings)
-    heartbeat_interval_s: float = 5.0
-    heartbeat_timeout_s: float = 30.0
+    heartbeat_interval_s: float = Settings.heartbeat_interval_s
+    heartbeat_timeout_s: float = Settings.heartbeat_timeout_s
 
 
 @dataclass

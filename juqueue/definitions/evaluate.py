@@ -20,6 +20,7 @@ from juqueue.definitions.models import DefinitionError, LoadResult
 from juqueue.definitions.python_loader import load_python_experiments
 from juqueue.definitions.validation import combine
 from juqueue.definitions.yaml_loader import load_yaml_experiments
+from juqueue.settings import Settings
 
 STDERR_TAIL = 2000
 
@@ -74,7 +75,7 @@ def _package_root() -> str:
     return str(Path(juqueue.__file__).resolve().parent.parent)
 
 
-def load_definitions(def_dir: Path, cluster_names: set[str], timeout_s: float = 60) -> LoadResult:
+def load_definitions(def_dir: Path, cluster_names: set[str], timeout_s: float = Settings.eval_timeout_s) -> LoadResult:
     """Evaluate `def_dir` in a fresh subprocess; timeout or crash gives an aborted LoadResult."""
     def_dir = Path(def_dir).resolve()
     env = dict(os.environ)

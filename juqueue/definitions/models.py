@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from juqueue.policy.duration import parse_duration
 from juqueue.policy.scaling import ScalingPolicy
+from juqueue.settings import Settings
 
 
 class ExecutorSpec(BaseModel):
@@ -125,8 +126,8 @@ class ClusterSpec(BaseModel):
     cuda_devices_per_slot: int | None = Field(None, ge=1)
     idle_timeout: float = Field(30.0, ge=0)  # seconds an empty node lives before it is stopped
     grace_period: float = Field(30.0, ge=0)  # seconds between SIGTERM and SIGKILL when a run is stopped
-    heartbeat_interval: float = Field(5.0, gt=0)
-    heartbeat_timeout: float = Field(30.0, gt=0)
+    heartbeat_interval: float = Field(Settings.heartbeat_interval_s, gt=0)  # else `serve`'s Settings fill it
+    heartbeat_timeout: float = Field(Settings.heartbeat_timeout_s, gt=0)
     scaling_policy: ScalingPolicy = ScalingPolicy.MAXIMIZE_RUNNING
     min_saturation: float = Field(0.5, ge=0.0, le=1.0)  # for scaling_policy: min_saturation
     consolidation: Literal["aggressive", "idle"] = "aggressive"
