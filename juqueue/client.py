@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -250,6 +251,23 @@ class ApiClient:
         if resp.status_code >= 400:
             raise ApiError(resp.status_code, _detail(resp))
         return resp
+
+    @contextmanager
+    def stream(self, path: str, *, headers: Mapping[str, str] | None = None, read_timeout: float | None = None,
+               **params: Any) -> Iterator[httpx.Response]:
+        """A GET whose body is read as it comes (the live feed); errors as `response` raises them."""
+        timeout = httpx.Timeout(self._http.timeout.connect or 5.0, read=read_timeout)
+        try:
+            with self._http.stream("GET", path, params=_given(params), headers=dict(headers or {}),
+                                   timeout=timeout) as resp:
+                if resp.status_code == 401:
+                    raise TokenRejected(self.url)
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ApiError(resp.status_code, _detail(resp))
+                yield resp
+        except httpx.TransportError:
+            raise ServerUnreachable(self.url) from None
 
     def request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> Any:
         return self.response(method, path, timeout=timeout, **kw).json()

@@ -7,8 +7,9 @@ option sets shared by several commands are declared once, in juqueue.cli.options
 
 This module assembles the app from the commands' modules: serve.py (serve, stop),
 status.py, runs.py (runs, the run verbs of juqueue.run_verbs, logs), admin.py (reload, url,
-slurm-script), simulate.py and node.py (`node drain|stop`, a sub-app). Commands are registered here, in the order `--help` lists
-them.
+slurm-script), simulate.py, watch.py (a live view; its state, feed reader and renderer in
+watch_state.py, watch_feed.py, watch_render.py) and node.py (`node drain|stop`, a sub-app).
+Commands are registered here, in the order `--help` lists them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated
 import typer
 
 # the modules, not their commands: `juqueue.cli.status` etc. stay the modules (for monkeypatch)
-from juqueue.cli import admin, node, runs, serve, simulate, status
+from juqueue.cli import admin, node, runs, serve, simulate, status, watch
 from juqueue.cli.options import ServeArgs, with_option_groups
 from juqueue.run_verbs import RUN_VERBS
 from juqueue.version import __version__
@@ -67,6 +68,7 @@ app.command()(admin.url)
 app.command()(serve.stop)
 app.command("slurm-script")(admin.slurm_script)
 app.command("simulate")(simulate.simulate)
+app.command("watch")(watch.watch)
 app.add_typer(node.app, name="node")
 
 
