@@ -39,23 +39,31 @@ def watch(ctx: typer.Context, experiment: ExperimentOpt = None, interval: Interv
           until_done_: UntilDoneOpt = False, events: EventsOpt = 8, *, conn: Connection) -> None:
     """A live view: progress and ETA per experiment, nodes and their slots, node-hours, what the controller does, the last events."""
     out = console()
-    with api_client(ctx, conn) as api:
-        view = Watch(api, out, experiment, events)
-        view.refresh(time.time(), recent=True)
-        if experiment is not None and experiment not in view.state.experiments:
-            known = ", ".join(sorted(view.state.experiments)) or "none"
-            fail(f"no experiment named {experiment!r} (known: {known})")
-        if once or (not out.is_terminal and interval is None and not until_done_):
-            out.print(view.screen(time.time()))
-            code = until_done(view.state.watched_counts()) if until_done_ else None
-            raise typer.Exit(1 if until_done_ and code is None else code or 0)
-        try:
-            code = view.follow(interval, until_done_)
-        except KeyboardInterrupt:
-            code = INTERRUPTED if until_done_ else 0
-        finally:
-            view.close()
+    try:
+        with api_client(ctx, conn) as api:
+            code = _run(Watch(api, out, experiment, events), interval, once, until_done_)
+    except KeyboardInterrupt:  # Ctrl-C before the view was up (its first answers)
+        code = INTERRUPTED if until_done_ else 0
     raise typer.Exit(code)
+
+
+def _run(view: "Watch", interval: float | None, once: bool, wait_done: bool) -> int:
+    """One snapshot (`--once`, or off a terminal), or the live view; the exit code."""
+    out, focus = view.out, view.state.focus
+    view.refresh(time.time(), recent=True)
+    if focus is not None and focus not in view.state.experiments:
+        known = ", ".join(sorted(view.state.experiments)) or "none"
+        fail(f"no experiment named {focus!r} (known: {known})")
+    if once or (not out.is_terminal and interval is None and not wait_done):
+        out.print(view.screen(time.time()))
+        code = until_done(view.state.watched_counts()) if wait_done else 0
+        return 1 if code is None else code  # --once --until-done: not final yet is not done
+    try:
+        return view.follow(interval, wait_done)
+    except KeyboardInterrupt:
+        return INTERRUPTED if wait_done else 0
+    finally:
+        view.close()
 
 
 class Watch:

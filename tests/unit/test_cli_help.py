@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from juqueue.cli import app
 from support.processes import free_port
 
-COMMANDS = ["serve", "status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop", "slurm-script", "node"]
+COMMANDS = ["serve", "status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop", "slurm-script", "watch", "node"]
 NODE_COMMANDS = [["node", "drain"], ["node", "stop"]]
-CLIENT_COMMANDS = ["status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop"]
+CLIENT_COMMANDS = ["status", "runs", "cancel", "requeue", "logs", "reload", "url", "stop", "watch"]
 runner = CliRunner()
 
 
@@ -58,7 +58,8 @@ def test_root_help_lists_node_last():
 
 
 @pytest.mark.parametrize("args", [["status"], ["runs", "--json"], ["cancel", "e@a"], ["logs", "e@a"], ["url"], ["stop"],
-                                  ["node", "drain", "n1"], ["node", "stop", "n1"]])
+                                  ["node", "drain", "n1"], ["node", "stop", "n1"],
+                                  ["watch"], ["watch", "--once", "--until-done"]])
 def test_no_server_is_one_line_and_exit_2(args):
     port = free_port()
     result = runner.invoke(app, [*args, "--port", str(port)])
