@@ -93,12 +93,15 @@ class Watch:
             seed_events(self.state, [*ended, *started])
 
     def try_refresh(self, now: float, recent: bool = False) -> None:
-        """`refresh`, noting a server that does not answer instead of ending the view."""
-        from juqueue.client import ServerUnreachable
+        """`refresh`, noting a server that does not answer (or answers 5xx: its controller is busy)
+        instead of ending the view."""
+        from juqueue.client import ApiError, ServerUnreachable
 
         try:
             self.refresh(now, recent)
-        except ServerUnreachable:
+        except (ServerUnreachable, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status_code < 500:
+                raise
             if self.state.unreachable_since is None:
                 self.state.unreachable_since = now
             self.state.fetched_at = now  # try again after the usual wait, not in a tight loop

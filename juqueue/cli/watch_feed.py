@@ -63,36 +63,37 @@ class FeedReader(threading.Thread):
         self._closed = threading.Event()
 
     def run(self) -> None:
-        failures = 0
+        failures = 0  # drops in a row without a message in between: the wait grows with them
         while not self._closed.is_set():
-            why = self._follow()
+            why, heard = self._follow()
             if self._closed.is_set():
                 return
-            if why is not None:
-                failures += 1
-                self.messages.put(FeedMessage(None, LOST, why))
-            self._closed.wait(RETRY_S[min(failures, len(RETRY_S)) - 1] if failures else RETRY_S[0])
+            failures = 1 if heard else failures + 1
+            self.messages.put(FeedMessage(None, LOST, why))
+            self._closed.wait(RETRY_S[min(failures, len(RETRY_S)) - 1])
 
-    def _follow(self) -> str | None:
-        """One connection: its messages onto the queue. Returns why it ended (None: the server closed it)."""
+    def _follow(self) -> tuple[str, bool]:
+        """One connection: its messages onto the queue. Returns why it ended and whether any message came."""
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+        heard = False
         try:
             with self.api.stream("/api/events", headers=headers, read_timeout=READ_TIMEOUT_S) as resp:
                 for msg in parse_sse(resp.iter_lines()):
                     if self._closed.is_set():
-                        return None
+                        return "closed", heard
                     if msg.id is not None:
                         self.last_id = msg.id
+                    heard = True
                     self.messages.put(msg)
         except ServerUnreachable:
-            return "no answer from the server"
+            return "no answer from the server", heard
         except TokenRejected:
-            return "the server rejected the token"
+            return "the server rejected the token", heard
         except ApiError as exc:
-            return exc.detail
+            return exc.detail, heard
         except Exception as exc:  # a dropped or garbled stream: reconnect, never kill the view
-            return f"{type(exc).__name__}: {exc}"
-        return "the server closed the feed"
+            return f"{type(exc).__name__}: {exc}", heard
+        return "the server closed the feed", heard
 
     def close(self) -> None:
         """Stop reconnecting; the open stream ends with the process (the thread is a daemon)."""
