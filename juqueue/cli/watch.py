@@ -75,10 +75,16 @@ class Watch:
         self.reader: Any = None
         self._waited: list[Any] = []  # a feed message `_wait` took off the queue, for `_drain`
 
-    def screen(self, now: float) -> Any:
+    def screen(self, now: float, fit: bool = False) -> Any:
+        """What to print; with `fit`, as many node lines as the terminal's height leaves room for."""
         from juqueue.cli.watch_render import render_watch
 
-        return render_watch(self.state, now, self.events, self.out.width)
+        max_nodes = None
+        if fit:
+            s = self.state
+            fixed = 14 + self.events + 4 * min(len(s.experiments), 15) + 6 * len(s.clusters)
+            max_nodes = max(2, (self.out.height - fixed) // max(1, 2 * len(s.clusters)))
+        return render_watch(self.state, now, self.events, self.out.width, max_nodes)
 
     def refresh(self, now: float, recent: bool = False) -> None:
         """The overview answers again (and, with `recent`, the latest runs as events)."""
@@ -143,7 +149,7 @@ class Watch:
             if wait_done and self.state.unreachable_since is not None and now - self.state.unreachable_since > GIVE_UP_S:
                 fail(f"the server at {self.state.server} has not answered for {GIVE_UP_S:g} s; giving up")
             if live is not None:
-                live.update(self.screen(now), refresh=True)
+                live.update(self.screen(now, fit=True), refresh=True)
             elif interval is not None and not wait_done and self.state.fetched_at != last_print:
                 last_print = self.state.fetched_at or 0.0
                 self.out.print(self.screen(now))

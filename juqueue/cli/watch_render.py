@@ -51,14 +51,16 @@ def _pct(value: float | None) -> str:
     return f"{value:.0%}" if value is not None else "n/a"
 
 
-def render_watch(state: WatchState, now: float, events: int = 8, width: int = 120) -> Group:
+def render_watch(state: WatchState, now: float, events: int = 8, width: int = 120,
+                 max_nodes: int | None = None) -> Group:
     """The whole screen for `state` at time `now`, with at most `events` last events, for a
-    terminal `width` columns wide (the progress bars' width follows it)."""
+    terminal `width` columns wide (the progress bars' width follows it), at most `max_nodes`
+    node lines per cluster (None: every node; a full-screen view must fit its height)."""
     parts: list[Any] = [*_header(state, now), Text("")]
     parts.extend(_experiments(state, now, width))
     for cluster in state.clusters:
         parts.append(Text(""))
-        parts.extend(_cluster(state, cluster, now))
+        parts.extend(_cluster(state, cluster, now, max_nodes))
     shown = list(state.events)[-events:] if events > 0 else []
     parts.append(Text(""))
     parts.append(Text("Last events" + (f" of {state.focus}" if state.focus else ""), style="bold"))
@@ -179,7 +181,7 @@ def _experiment_budget(exp: dict) -> str:
     return "" if cap is None else f"  budget {exp.get('spent_node_hours', 0.0):.3f}/{cap:g} nh"
 
 
-def _cluster(state: WatchState, cluster: dict, now: float) -> list[Any]:
+def _cluster(state: WatchState, cluster: dict, now: float, max_nodes: int | None) -> list[Any]:
     nodes = cluster.get("nodes") or []
     live = [n for n in nodes if n.get("state") in LIVE_NODE_STATES]
     pending = [n for n in nodes if n.get("state") in PENDING_NODE_STATES]
@@ -212,8 +214,12 @@ def _cluster(state: WatchState, cluster: dict, now: float) -> list[Any]:
     pad = max((len(n["name"]) for n in nodes), default=0)
     maps = {n["name"]: _slots_text(state, n) for n in nodes}
     slots_pad = max((len(m) for m in maps.values()), default=0)
-    for n in nodes:
+    shown = nodes if max_nodes is None else sorted(nodes, key=lambda n: -(n.get("slots_used") or 0))[:max_nodes]
+    for n in (n for n in nodes if n in shown):  # the busiest ones when not all fit, in name order
         lines.extend(_node_lines(n, pad, maps[n["name"]].ljust(slots_pad), now))
+    if len(shown) < len(nodes):
+        more = len(nodes) - len(shown)
+        lines.append(Text(f"  … and {more} more node{'s' if more > 1 else ''} (juqueue status lists them)", style="dim"))
     lines.extend(Text(f"  controller: {line}", style="magenta") for line in controller_lines(cluster, now))
     return lines
 

@@ -191,3 +191,9 @@ def test_parse_sse() -> None:
     assert list(parse_sse(lines)) == [FeedMessage("b-1", "hello", {"id": "b-1"}),
                                       FeedMessage("b-2", "delta", {"runs": []}),
                                       FeedMessage(None, "resync", "not json")]
+
+
+def test_a_full_screen_shows_the_busiest_nodes_when_not_all_fit() -> None:
+    out = plain(render_watch(watched(), NOW, max_nodes=2))
+    assert "booster-1  up" in out and "booster-2  draining" in out and "booster-3  starting" not in out
+    assert "… and 1 more node (juqueue status lists them)" in out
