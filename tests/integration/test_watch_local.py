@@ -91,7 +91,7 @@ def _watch(server: Server, *args: str) -> list[str]:
     return [sys.executable, "-m", "juqueue", "watch", *args, "--work-dir", str(server.work_dir)]
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(60)
 def test_watch_follows_progress_in_a_terminal_and_until_done_exits_on_the_outcome(workspace):
     defs = write_defs(workspace / "defs", CLUSTER, EXPERIMENTS)
     sock = Path(tempfile.mkdtemp(prefix="jq-watch-", dir="/tmp")) / "api.sock"  # short: socket paths are limited
@@ -136,6 +136,8 @@ def test_watch_follows_progress_in_a_terminal_and_until_done_exits_on_the_outcom
         assert only_ok.returncode == 0, (out, err)
         assert "Runs of ok: 2 completed" in out
 
+        polled = server.cli("watch", "-n", "0.5", "--until-done", "--experiment", "bad", check=False)  # no feed
+        assert polled.returncode == 1 and "every 0.5 s" in polled.stdout, (polled.stdout, polled.stderr)
         once = server.cli("watch", "--once", "--events", "20")
         assert "bad@x failed: exit code 3" in once.stdout and "ok@b completed" in once.stdout
         unknown = server.cli("watch", "--once", "--experiment", "nope", check=False)
