@@ -26,6 +26,7 @@ from juqueue.soak.workload import EXPERIMENT, Workload
 
 log = logging.getLogger("juqueue.soak")
 FINAL = {"completed", "failed", "cancelled"}
+TOP_UP_BELOW = 8  # non-final runs under which the soak adds a wave before its next fault
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Soak:
         try:
             for fault in schedule:
                 time.sleep(max(0.0, t0 + fault.at - time.time()))
+                self._top_up(users, t0)
                 began = time.time()
                 try:
                     detail = injectors[fault.kind]()
@@ -118,6 +120,20 @@ class Soak:
                 self.disk.keep_copy(opts.soak_dir / "work-copy")
                 self.disk.unmount()
         return 0
+
+    def _top_up(self, users: UserActions, t0: float) -> None:
+        """More runs when few are left, so the faults always hit a busy system."""
+        try:
+            resp = self.server.api("GET", "/api/status")
+            counts = resp.json().get("counts") or {} if resp.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return
+        if counts and sum(counts.get(k, 0) for k in ("queued", "assigned", "running", "held")) < TOP_UP_BELOW:
+            began = time.time()
+            try:
+                self._record("top_up", users.add_runs(), t0, began)
+            except (httpx.HTTPError, OSError) as exc:
+                self._record("top_up", f"error: {exc}", t0, began)
 
     def _settle(self, users: UserActions, t0: float) -> None:
         """Release what is held, then wait (bounded) until every run is final."""

@@ -1,9 +1,8 @@
 """The soak's fault schedule: which fault hits when, drawn from a seed (pure).
 
 The same seed and length give the same schedule, so a soak that found a violation can be run
-again. Faults come one at a time at random gaps; every kind the soak can inject is drawn at least
-once when the soak is long enough (the schedule starts with a shuffled round of all kinds, then
-draws by weight). The disk-full phases come in the middle, in order (run dirs, then the whole work
+again. Faults come one at a time: every kind the soak can inject once at a random time, and more
+drawn by weight at random gaps. The disk-full phases come in the middle, in order (run dirs, then the whole work
 dir), and the last stretch is left free of faults so every run can end.
 """
 
@@ -30,23 +29,23 @@ class Fault:
 
 
 def make_schedule(seed: int, duration_s: float, slurm: bool = False, disk: bool = True,
-                  mean_gap_s: float = 8.0, quiet_tail_s: float = 45.0) -> list[Fault]:
-    """Faults over [0, duration_s - quiet_tail_s); the disk phases near the middle when `disk`."""
+                  mean_gap_s: float = 12.0, quiet_tail_s: float = 45.0) -> list[Fault]:
+    """Faults over [5 s, duration_s - quiet_tail_s): every kind once at a random time, more drawn
+    by weight about every `mean_gap_s`; the disk phases near the middle when `disk`."""
     rng = random.Random(seed)
     kinds = dict(LOCAL_KINDS, **(SLURM_KINDS if slurm else {}))
-    first_round = list(kinds)
-    rng.shuffle(first_round)
-    end = max(0.0, duration_s - quiet_tail_s)
-    faults: list[Fault] = []
-    t = 5.0
+    start, end = 5.0, max(5.0, duration_s - quiet_tail_s)
+    if end <= start:
+        return []
+    faults = [Fault(round(rng.uniform(start, end), 2), kind) for kind in kinds]
     names, weights = list(kinds), list(kinds.values())
+    t = start
     while True:
         t += rng.expovariate(1.0 / mean_gap_s)
         if t >= end:
             break
-        kind = first_round.pop() if first_round else rng.choices(names, weights)[0]
-        faults.append(Fault(round(t, 2), kind))
-    if disk and end > 0:
-        middle = end / 2
-        faults += [Fault(round(middle, 2), DISK_PHASES[0]), Fault(round(middle + min(30.0, end / 6), 2), DISK_PHASES[1])]
+        faults.append(Fault(round(t, 2), rng.choices(names, weights)[0]))
+    if disk:
+        middle = (start + end) / 2
+        faults += [Fault(round(middle, 2), DISK_PHASES[0]), Fault(round(middle + min(30.0, (end - start) / 6), 2), DISK_PHASES[1])]
     return sorted(faults, key=lambda f: f.at)
