@@ -34,6 +34,13 @@ def verdict(soak_dir: Path) -> int:
     for run in ev.runs.values():
         statuses[run["status"]] = statuses.get(run["status"], 0) + 1
     print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    causes: dict[str, int] = {}
+    for attempts in ev.attempts.values():
+        for a in attempts:
+            if a["end_reason"] == "interrupted":
+                cause = a["stop_reason"] or (a["interrupted_by"] or "?").split(":")[0].split(" (")[0]
+                causes[cause] = causes.get(cause, 0) + 1
+    print("interrupted attempts by cause: " + (", ".join(f"{k} {v}" for k, v in sorted(causes.items())) or "none"))
     feed = ev.feed.get("counts", {})
     print(f"feed client: {feed.get('messages', 0)} messages, {feed.get('resyncs', 0)} resyncs, {feed.get('connects', 0)} connections")
     violations = checker.check(ev)

@@ -65,7 +65,7 @@ class ProcessFaults:
         }
 
     def _pick_worker(self) -> tuple[dict, int] | None:
-        nodes = [n for n in live_nodes(self.server) if n.get("type") == "local" and n.get("runs")]
+        nodes = [n for n in live_nodes(self.server) if n.get("runs")]  # a SLURM job of the test SLURM runs here too
         self.rng.shuffle(nodes)
         for node in nodes:
             pid = worker_pid(self.work, node["name"])

@@ -26,7 +26,7 @@ from juqueue.soak.workload import EXPERIMENT, Workload
 
 log = logging.getLogger("juqueue.soak")
 FINAL = {"completed", "failed", "cancelled"}
-TOP_UP_BELOW = 8  # non-final runs under which the soak adds a wave before its next fault
+TOP_UP_BELOW = 4  # non-final runs under which the soak adds a wave before its next fault
 
 
 @dataclass(frozen=True)
