@@ -28,6 +28,9 @@ class EventIngest:
         self.fleet = fleet
         self.loss = loss
         self.publisher = publisher
+        # (global id, attempt) -> the first heartbeat (worker clock) that no longer listed a
+        # started attempt whose end nothing records (see _settle_unreported)
+        self._unlisted_since: dict[tuple[str, int], float] = {}
 
     def apply(self, ev: Event, now: float) -> None:
         if ev.type == STARTED:
@@ -155,6 +158,21 @@ class EventIngest:
                 continue  # started after the worker took this list: not a sign of anything
             if self.lifecycle.settle_from_exit_file(run, now):
                 log.info("%s attempt %s: exit event lost, settled from its exit file", gid, run.attempt)
+                continue
+            # Nothing records its end: it ended while the broker was away and its exit file could not
+            # be written (a full disk), or the worker dropped it. Its worker no longer holds it, so it
+            # is over; once a heartbeat a grace later still does not list it (an exit event may be on
+            # its way), it is an interruption: the run goes again without spending a retry.
+            since = self._unlisted_since.setdefault((gid, run.attempt), ev.ts)
+            if ev.ts > since + self.s.message_grace(node):
+                del self._unlisted_since[(gid, run.attempt)]
+                log.warning("%s attempt %s: node %s no longer runs it and its end was not recorded; requeued",
+                            gid, run.attempt, node.name)
+                self.lifecycle.end_attempt(run, -1, now, True, "its end was lost (no exit event, no exit file)", node.name)
+        for gid, attempt in [k for k in self._unlisted_since if k[0] in node.runs or k[0] not in self.s.runs]:
+            run = self.s.runs.get(gid)
+            if run is None or run.attempt != attempt or f"{gid}|{attempt}" in reported or run.exit_pending is not None:
+                del self._unlisted_since[(gid, attempt)]
 
     def _settle_lost_messages(self, node: NodeInfo, ev: Event, now: float) -> None:
         """An assigned attempt its up node still does not list in a heartbeat taken after its
