@@ -81,11 +81,17 @@ class RunQueue:
             order.sort()
             self._unsorted.discard(cluster)
         out: list[str] = []
+        lead = 0  # stale entries before the first live one (placed runs leave from the front)
         for entry in order:
             if ready.get(entry[2]) is entry:  # (the live entry of a run added twice is the last one)
                 out.append(entry[2])
                 if len(out) >= n:
                     break
+            elif not out:
+                lead += 1
+        if lead:
+            del order[:lead]
+            self._stale[cluster] = max(0, self._stale.get(cluster, 0) - lead)
         return out
 
     def _drop_entry(self, cluster: str) -> None:
