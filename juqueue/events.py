@@ -35,6 +35,8 @@ class Event:
     reason: str = ""
     work_dir: bool = False  # rejected/exited: the work dir refused a write (ENOSPC, EACCES, ...)
     no_devices: bool = False  # rejected: the run needs CUDA devices this node does not have
+    # heartbeat, exited: "gid|attempt|mtime" of the attempts whose $JUQUEUE_CHECKPOINT_FILE exists
+    checkpoints: list[str] = field(default_factory=list)
 
     _ints: ClassVar[set[str]] = {"attempt", "slot", "pid", "pstart", "exit_code"}
     _bools: ClassVar[set[str]] = {"interrupted", "stopping", "draining", "work_dir", "no_devices"}
@@ -46,7 +48,7 @@ class Event:
             value = getattr(self, key)
             if value == default:
                 continue
-            if key == "running":
+            if key in _LISTS:
                 out[key] = ",".join(value)
             elif isinstance(value, bool):
                 out[key] = "1" if value else "0"
@@ -67,11 +69,33 @@ class Event:
                 kwargs[key] = raw == "1"
             elif key == "ts":
                 kwargs[key] = float(raw)
-            elif key == "running":
+            elif key in _LISTS:
                 kwargs[key] = [item for item in raw.split(",") if item]
             else:
                 kwargs[key] = raw
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+_LISTS = ("running", "checkpoints")  # comma-separated on the stream (gids hold no comma)
+
+
+def checkpoint_entry(global_id: str, attempt: int, mtime: float) -> str:
+    """One item of `Event.checkpoints`."""
+    return f"{global_id}|{attempt}|{mtime:.3f}"
+
+
+def parse_checkpoints(items: list[str]) -> dict[tuple[str, int], float]:
+    """`Event.checkpoints` as (gid, attempt) -> mtime; malformed items are skipped."""
+    out: dict[tuple[str, int], float] = {}
+    for item in items:
+        parts = item.rsplit("|", 2)
+        if len(parts) != 3:
+            continue
+        try:
+            out[(parts[0], int(parts[1]))] = float(parts[2])
+        except ValueError:
+            continue
+    return out
 
 
 _DEFAULTS: dict[str, object] = {

@@ -92,6 +92,10 @@ class WorkDir:
         """Written by the worker when an attempt ends: an exit event lost with Redis is not a lost result."""
         return self.log_dir(experiment, run_id) / f"attempt-{attempt}.exit.json"
 
+    def checkpoint_file(self, experiment: str, run_id: str, attempt: int) -> Path:
+        """$JUQUEUE_CHECKPOINT_FILE: the run touches it when it has checkpointed; its worker reports the mtime."""
+        return self.log_dir(experiment, run_id) / f"attempt-{attempt}.checkpoint"
+
     def attempt_log(self, experiment: str, run_id: str, attempt: int, stream: str) -> Path:
         return self.log_dir(experiment, run_id) / f"attempt-{attempt}.{stream}"
 

@@ -25,7 +25,7 @@ from typing import Protocol
 import redis
 
 from juqueue.definitions.models import ClusterSpec
-from juqueue.events import EXITED, REJECTED, STARTED, Event
+from juqueue.events import EXITED, REJECTED, STARTED, Event, checkpoint_entry
 from juqueue.paths import WorkDir
 from juqueue.process_group import kill_group, process_start_time, signal_group
 from juqueue.workers import command
@@ -83,7 +83,19 @@ class LiveAttempt:
     pstart: int = 0
     started_at: float | None = None  # when its process started (also in the exit file)
     stop_reason: str | None = None
+    checkpoint_file: str | None = None  # $JUQUEUE_CHECKPOINT_FILE: the run touches it when it checkpointed
     kill_timer: threading.Timer | None = field(default=None, repr=False)
+
+    def checkpoint(self) -> str | None:
+        """`Event.checkpoints`' item for this attempt: its checkpoint file's mtime; None while
+        the run has not touched it (or the attempt has no such file)."""
+        if not self.checkpoint_file:
+            return None
+        try:
+            mtime = os.stat(self.checkpoint_file).st_mtime
+        except OSError:
+            return None
+        return checkpoint_entry(self.global_id, self.attempt, mtime)
 
     def signal(self, sig: int) -> None:
         """Signal the run's whole group (nothing before its process exists)."""
@@ -133,6 +145,7 @@ def run_claimed(node: NodeSide, live: LiveAttempt, spec: dict) -> None:
         give_back(node, live, f"no CUDA devices for this run: {exc}", no_devices=True)
         return
     env = command.build_env(node.base_env, spec, extra)
+    live.checkpoint_file = spec.get("checkpoint_file")
     try:
         proc = start_run(
             command.build_argv(spec, env), env, Path(spec["run_dir"]), Path(spec["stdout"]), Path(spec["stderr"]), cpus
@@ -196,10 +209,11 @@ def finish(node: NodeSide, live: LiveAttempt, spec: dict, exit_code: int, ended_
         interrupted, work_dir, reason = True, True, f"work dir: could not record the end: {exc}"
     if not interrupted and exit_code == command.VENV_EXIT_CODE and spec.get("venv"):
         reason = command.venv_failure(Path(spec["stderr"])) or ""
+    checkpoint = live.checkpoint()  # (one saved on SIGTERM comes after the last heartbeat)
     event = Event(
         type=EXITED, global_id=live.global_id, attempt=live.attempt, exit_code=exit_code,
         interrupted=interrupted, ts=ended_at, reason=reason, work_dir=work_dir,
-        stopping=node.stopping, draining=node.draining, node=node.node,
+        stopping=node.stopping, draining=node.draining, node=node.node, checkpoints=[checkpoint] if checkpoint else [],
     )
     try:
         node.release_and_emit(live.global_id, live.attempt, event)

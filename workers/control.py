@@ -101,6 +101,7 @@ class NodeControl:
             Event(
                 type=HEARTBEAT, ts=read_at, stopping=rt.stopping, draining=rt.draining,
                 running=[f"{g}|{a}" for g, a in items], version=rt.config.version,
+                checkpoints=rt.checkpoints(),
             )
         )
 

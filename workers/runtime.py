@@ -115,6 +115,13 @@ class NodeRuntime:
             read_at = time.time()  # attempts started after this are not in `items`
         return items, read_at
 
+    def checkpoints(self) -> list[str]:
+        """The last checkpoint of every attempt held here that reported one (`Event.checkpoints`):
+        one stat per attempt, outside the lock."""
+        with self._lock:
+            live = list(self.live.values())
+        return [item for item in (a.checkpoint() for a in live) if item]
+
     def busy(self) -> bool:
         with self._lock:
             return bool(self.live)

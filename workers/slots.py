@@ -138,6 +138,8 @@ def slot_env(spec: dict, slots: tuple[int, ...] | int, node: str, cluster: Clust
         "JUQUEUE_SLOTS": ",".join(map(str, slots)),
         "JUQUEUE_NODE": node,
     }
+    if spec.get("checkpoint_file"):  # (absent from an older controller's spec)
+        extra["JUQUEUE_CHECKPOINT_FILE"] = spec["checkpoint_file"]
     cpus = None
     if cluster.cpus_per_slot:
         cpus = sorted({c for slot in slots for c in slot_cpus(resources.allowed_cpus, cluster.cpus_per_slot, slot)})

@@ -91,8 +91,9 @@ class Consolidator:
         return out
 
     def _run_on_node(self, run: RunState, now: float) -> RunOnNode:
-        """`last_checkpoint_at` stays None until workers report checkpoints: the cost of a move is
-        inferred from the run's checkpoint_interval (its own, else its cluster's)."""
+        """The cost of a move counts from the checkpoint the run's worker reported for this
+        attempt; without one it is inferred from the run's checkpoint_interval (its own, else
+        its cluster's)."""
         interval, cost, on_term = run.checkpointing()
         spec = self.s.config.clusters.get(run.cluster)
         if spec is not None:
@@ -100,7 +101,7 @@ class Consolidator:
             cost = spec.restart_cost if cost is None else cost
             on_term = spec.checkpoint_on_term if on_term is None else on_term
         return RunOnNode(run.gid, self.s.attempt_started(run, now), movable=run.movable, moved_at=run.moved_at,
-                         expected_duration_s=self.s.expected_run_s(run), slots=run.slots, last_checkpoint_at=None,
+                         expected_duration_s=self.s.expected_run_s(run), slots=run.slots, last_checkpoint_at=run.checkpoint_at,
                          checkpoint_interval_s=interval, restart_cost_s=cost or 0.0, checkpoint_on_term=bool(on_term),
                          resumed=run.attempt > 1)
 

@@ -58,6 +58,7 @@ class Dispatch:
             run, node = s.runs[gid], s.nodes[node_name]
             s.queue.remove(gid)
             run.attempt += 1
+            run.checkpoint_at = None
             run.status, run.node, run.reason = RunStatus.ASSIGNED, node_name, None
             run.unlisted_deadline = stamp + s.message_grace(node)
             node.take(gid, slots)

@@ -14,7 +14,7 @@ from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.node_loss import NodeLoss
 from juqueue.controller.publisher import Publisher
 from juqueue.controller.state import ControllerState, NodeInfo
-from juqueue.events import EXITED, HEARTBEAT, NODE_FAILED, REJECTED, STARTED, Event
+from juqueue.events import EXITED, HEARTBEAT, NODE_FAILED, REJECTED, STARTED, Event, parse_checkpoints
 from juqueue.status import NodeState, RunStatus, StopReason
 from juqueue.version import __version__
 
@@ -91,8 +91,22 @@ class EventIngest:
         if node is not None and node.state == NodeState.STARTING:
             self.fleet.node_up(node, ev.ts)
 
+    def _note_checkpoints(self, ev: Event) -> None:
+        """The last checkpoint each attempt's run reported (its checkpoint file's mtime), kept on
+        the attempt; the cost of moving the run is counted from it. Written only when it changed."""
+        for (gid, attempt), at in parse_checkpoints(ev.checkpoints).items():
+            run = self.s.runs.get(gid)
+            if run is None or run.attempt != attempt or not run.status.is_live or run.checkpoint_at == at:
+                continue
+            if run.checkpoint_at is not None and at < run.checkpoint_at:
+                continue  # an older report (events of one node arrive in order; this is a re-read)
+            run.checkpoint_at = at
+            self.s.attempt_columns(run)["last_checkpoint_at"] = at
+
     def _on_exited(self, ev: Event, now: float) -> None:
         s = self.s
+        if ev.checkpoints:
+            self._note_checkpoints(ev)
         run = s.runs.get(ev.global_id)
         if run is None or run.attempt != ev.attempt or not run.status.is_live:
             s.batch.attempts.setdefault((ev.global_id, ev.attempt), {}).update({"ended_at": ev.ts, "exit_code": ev.exit_code})
@@ -133,6 +147,8 @@ class EventIngest:
             self.fleet.node_up(node, now)
         self._note_node_flags(node, ev, now)
         s.mark_node_dirty(node)
+        if ev.checkpoints:
+            self._note_checkpoints(ev)
         self._settle_unreported(node, ev, now)
         self._settle_lost_messages(node, ev, now)
         backend = self.fleet.backends.get(node.backend)

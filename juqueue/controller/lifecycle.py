@@ -52,7 +52,7 @@ class RunLifecycle:
         )
         run.stop_reason = run.stop_detail = None
         run.pid = run.pstart = None
-        run.started, run.started_ts = False, None
+        run.started, run.started_ts, run.checkpoint_at = False, None, None
         if cancelled:
             run.status, run.reason, run.ended_at = RunStatus.CANCELLED, "cancelled by the user", ended_at
             run.exit_code = exit_code
@@ -168,7 +168,7 @@ class RunLifecycle:
         if run.cluster not in s.config.clusters:
             self.set_wait_reason(run, f"waiting: cluster {run.cluster!r} is not in clusters.yaml")
             return
-        s.queue.add_ready(run.gid, run.cluster, run.slots)
+        s.queue.add_ready(run.gid, run.cluster, run.slots, run.queue_key())
         s.dirty_placement = True
 
     def set_wait_reason(self, run: RunState, reason: str | None) -> None:

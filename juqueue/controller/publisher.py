@@ -69,6 +69,7 @@ class Publisher:
             "stdout": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "out")),
             "stderr": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "err")),
             "exit_file": str(self.work.exit_file(a.experiment, a.run_id, a.attempt)),
+            "checkpoint_file": str(self.work.checkpoint_file(a.experiment, a.run_id, a.attempt)),
         }
 
     def publish(self, assignments: list[Assignment]) -> None:

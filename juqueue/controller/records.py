@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from juqueue.policy.queue_order import QueueKey, queue_key
 from juqueue.status import NodeState, RunStatus, StopReason
 from juqueue.store.tables import NodeRow, RunRow
 
@@ -33,11 +34,13 @@ class RunState:
     queued_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    def_order: int | None = None  # its place in the definition files (queue order)
     # the current attempt
     pid: int | None = None
     pstart: int | None = None
     started: bool = False
     started_ts: float | None = None  # when the current attempt's process started (worker clock)
+    checkpoint_at: float | None = None  # when the current attempt last checkpointed, as its worker reported
     stop_reason: StopReason | None = None  # recorded before the stop is sent (two-phase)
     stop_detail: str | None = None  # the words shown with it
     exit_pending: tuple[int, float, str] | None = None  # exit code, ended at, node: waits for the node's next sign of life
@@ -73,6 +76,14 @@ class RunState:
         value = self._spec.get("duration")
         return float(value) if value is not None else None
 
+    @property
+    def priority(self) -> int:
+        return int(self._spec.get("priority") or 0)
+
+    def queue_key(self) -> QueueKey:
+        """Its place among the ready runs of its cluster (policy.queue_order)."""
+        return queue_key(self.priority, self.duration_s, self.queued_at, self.def_order, self.experiment, self.run_id)
+
     def checkpointing(self) -> tuple[float | None, float | None, bool | None]:
         """Its own checkpoint_interval, restart_cost, checkpoint_on_term (None: the cluster's)."""
         spec = self._spec
@@ -89,6 +100,7 @@ class RunState:
             depends_on=json.loads(row.depends_on or "[]"), max_retries=row.max_retries,
             retries_used=row.retries_used, defined=row.defined, node=row.node, exit_code=row.exit_code,
             reason=row.reason, queued_at=row.queued_at, started_at=row.started_at, ended_at=row.ended_at,
+            def_order=row.def_order,
         )
 
     def columns(self) -> dict:

@@ -58,6 +58,7 @@ class Recovery:
                     unknown_slots.append(run)
             if att is not None:
                 run.pid, run.pstart, run.started, run.started_ts = att.pid, att.pgid_start, att.started_at is not None, att.started_at
+                run.checkpoint_at = att.last_checkpoint_at
                 stop_reason = getattr(att, "stop_reason", None)
                 if stop_reason:
                     run.stop_reason, run.stop_detail = StopReason(stop_reason), att.stop_requested

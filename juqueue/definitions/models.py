@@ -54,6 +54,7 @@ class RunSpec(BaseModel):
     checkpoint_interval: float | None = Field(None, ge=0)  # seconds between its checkpoints
     restart_cost: float | None = Field(None, ge=0)  # seconds a restarted attempt spends before new progress
     checkpoint_on_term: bool | None = None  # True: it saves its state on SIGTERM within grace_period
+    priority: int = 0  # queue order: higher starts first (policy.queue_order)
     source_file: str = ""
 
     @property
@@ -71,7 +72,8 @@ class RunSpec(BaseModel):
 
 
 _LATER_DEFAULTS: dict[str, object] = {"movable": True, "duration": None, "hold": False, "slots": 1,
-                                      "checkpoint_interval": None, "restart_cost": None, "checkpoint_on_term": None}
+                                      "checkpoint_interval": None, "restart_cost": None, "checkpoint_on_term": None,
+                                      "priority": 0}
 
 
 class DefinitionError(BaseModel):

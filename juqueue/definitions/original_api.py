@@ -153,6 +153,7 @@ class RunDef(BaseModel):
     checkpoint_interval: float | None = None  # new: seconds between its checkpoints (None: the cluster's)
     restart_cost: float | None = None  # new: seconds a restarted attempt spends before new progress
     checkpoint_on_term: bool | None = None  # new: True if it saves its state on SIGTERM
+    priority: int | None = None  # new: higher starts first (None: its experiment's, else 0)
 
     @field_validator("duration", "checkpoint_interval", "restart_cost", mode="before")
     @classmethod
@@ -265,6 +266,7 @@ class RunDef(BaseModel):
             checkpoint_interval=self.checkpoint_interval,
             restart_cost=self.restart_cost,
             checkpoint_on_term=self.checkpoint_on_term,
+            priority=self.priority or 0,
             source_file=source_file,
         )
 

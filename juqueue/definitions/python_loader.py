@@ -77,7 +77,8 @@ def _experiment_class(fr: FileResult, module: ModuleType) -> type | None:
     return cls
 
 
-CHECKPOINT_KEYS = ("checkpoint_interval", "restart_cost", "checkpoint_on_term")
+# Experiment attributes that are defaults of its runs (a run's own value wins)
+CHECKPOINT_KEYS = ("checkpoint_interval", "restart_cost", "checkpoint_on_term", "priority")
 
 
 def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
@@ -94,7 +95,7 @@ def _collect(fr: FileResult, path: Path, module: ModuleType) -> None:
         budget = getattr(xp, "budget_node_hours", None)
         stage = "Experiment.hold"
         hold = bool(getattr(xp, "hold", False))
-        stage = "Experiment.checkpoint_interval/restart_cost/checkpoint_on_term"
+        stage = "Experiment.checkpoint_interval/restart_cost/checkpoint_on_term/priority"
         costs = {k: getattr(xp, k, None) for k in CHECKPOINT_KEYS}
         stage = "Experiment.runs"
         runs = list(xp.runs)

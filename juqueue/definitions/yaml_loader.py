@@ -23,7 +23,8 @@ SKIP_DIRS = {"__pycache__", "node_modules"}
 CLUSTERS_FILE = "clusters.yaml"
 
 _RUN_FIELDS = ("cluster", "cmd", "parameters", "parameter_format", "executor", "depends_on", "max_retries",
-               "movable", "duration", "hold", "slots", "checkpoint_interval", "restart_cost", "checkpoint_on_term")
+               "movable", "duration", "hold", "slots", "checkpoint_interval", "restart_cost", "checkpoint_on_term",
+               "priority")
 
 
 class RunEntry(BaseModel):
@@ -46,6 +47,7 @@ class RunEntry(BaseModel):
     checkpoint_interval: float | str | None = None  # seconds or HH:MM:SS; default: the cluster's
     restart_cost: float | str | None = None
     checkpoint_on_term: bool | None = None
+    priority: int | None = None  # queue order: higher starts first (default 0)
     matrix: dict[str, list[Any]] | None = None
 
 
@@ -145,7 +147,7 @@ def _add_run(fr: FileResult, name: str, run_id: str, fields: dict[str, Any], com
             movable=True if fields["movable"] is None else fields["movable"], duration=fields["duration"],
             hold=bool(fields["hold"]), slots=fields["slots"] or 1,
             checkpoint_interval=fields["checkpoint_interval"], restart_cost=fields["restart_cost"],
-            checkpoint_on_term=fields["checkpoint_on_term"],
+            checkpoint_on_term=fields["checkpoint_on_term"], priority=fields["priority"],
         )
         fr.runs.append(run.to_spec(source_file=fr.file))
     except ValidationError as exc:

@@ -7,6 +7,8 @@ unit-tested and property-checked alone.
 Which module decides what:
 - scaling: how many nodes a cluster needs, which idle nodes to release (`scaling.py`); demand in
   slots and whether a k-slot run fits a node at all (`slot_demand.py`).
+- queue order: which ready run starts first (priority, then longest known duration first, then
+  queued time, then definition order: `queue_order.py`).
 - placement: which slot indices of which node each queued run gets (`slot_placement.py`); which
   GPUs and CPUs a slot gets is the worker's (`juqueue.workers.slots`).
 - consolidation: which surplus nodes to release or empty, and where their runs move

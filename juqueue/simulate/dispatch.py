@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from juqueue.policy.queue_order import ordered_head, queue_key
 from juqueue.policy.scaling import ClusterLoad, nodes_to_start
 from juqueue.policy.slot_demand import nodes_for_unplaced
 from juqueue.policy.slot_placement import NodeSlots, RunDemand, pick_slots, plan_slots
 from juqueue.simulate.cluster import SimCluster
-from juqueue.simulate.state import NodeState, SimNode
+from juqueue.simulate.state import NodeState, RunState, SimNode
 
 PLACEMENT_LOOKAHEAD = 256  # controller.dispatch's: queued runs looked at beyond the free slots (k-slot runs)
 
@@ -19,9 +20,12 @@ class Dispatch:
     """Places ready runs and starts nodes for the rest; `start_node` is the simulation's (which a
     test may watch), not the cluster's own."""
 
-    def __init__(self, cluster: SimCluster, start_node: Callable[[float], SimNode]) -> None:
+    def __init__(self, cluster: SimCluster, start_node: Callable[[float], SimNode], queue_order: bool = True) -> None:
         self.cluster = cluster
         self.start_node = start_node
+        # JuQueue's queue order (policy.queue_order) matters only when runs have a `duration`
+        # (the simulated runs have no priority); the original's queue is first come, first served.
+        self.by_duration = queue_order and any(r.spec.expected_s is not None for r in cluster.runs.values())
         self.min_time_left_s = cluster.c.grace_period_s + 60.0  # Dispatch.place's
 
     def place(self, t: float) -> None:
@@ -48,10 +52,10 @@ class Dispatch:
         # that is not reserved, and a reserved slot takes no run: the same runs get placed.
         free = sum(num_slots - len(n.used) for n in cluster.open.values())
         if cluster.ready.multi:
-            head = cluster.ready.head(free + PLACEMENT_LOOKAHEAD)
+            head = self._ready_head(free + PLACEMENT_LOOKAHEAD)
             multi = any(r.slots > 1 for r in head)
         else:
-            head, multi = cluster.ready.head(free), False
+            head, multi = self._ready_head(free), False
         demands = [RunDemand(r.gid, r.slots) for r in head if r.gid not in cluster.moving]
         if not demands:
             return
@@ -62,6 +66,13 @@ class Dispatch:
         reserved = cluster.reserved_slots()
         for p in plan_slots({name: demands}, nodes, self.min_time_left_s, reserved).placements:
             cluster.start(cluster.runs[p.run], cluster.nodes[p.node], p.slots, t)
+
+    def _ready_head(self, n: int) -> list[RunState]:
+        """The first `n` ready runs in queue order: the longest `duration` first, then the queue's
+        own order (queued time). O(ready runs) when runs have durations."""
+        if not self.by_duration:
+            return self.cluster.ready.head(n)
+        return ordered_head(self.cluster.ready, n, lambda r: queue_key(0, r.spec.expected_s))
 
     def scale_out(self, t: float, target: int) -> None:
         """Fleet.scale_out: nodes_to_start over the cluster's load, up to the target."""

@@ -49,6 +49,7 @@ def apply_definitions(s: Session, result: LoadResult, now: float | None = None, 
     failed = set(result.failed_experiments)
     failed_files = set(result.failed_files)  # a file too broken to name its experiment keeps it too
     specs: dict[str, dict[str, object]] = {}
+    def_order = {spec.global_id: i for i, spec in enumerate(result.runs)}  # runs queued together start in this order
     for spec in result.runs:
         if spec.experiment in result.experiments and spec.experiment not in failed:
             specs.setdefault(spec.experiment, {})[spec.global_id] = spec
@@ -82,6 +83,7 @@ def apply_definitions(s: Session, result: LoadResult, now: float | None = None, 
                     "attempt": 0, "spec_json": spec.model_dump_json(),  # type: ignore[attr-defined]
                     "fingerprint": fp, "depends_on": json.dumps(spec.depends_on), "max_retries": spec.max_retries,  # type: ignore[attr-defined]
                     "retries_used": 0, "defined": True, "queued_at": stamp,
+                    "def_order": def_order[gid],
                 })
                 events.append({"global_id": gid, "ts": stamp, "kind": "defined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
                 summary.added.append(gid)

@@ -99,12 +99,19 @@ def _v6_run_list_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_runs_node_cluster_status ON runs (node, cluster, status)")
 
 
+def _v7_checkpoints_and_queue_order(conn: Connection) -> None:
+    """attempts.last_checkpoint_at (reported checkpoints) and runs.def_order (queue order), NULL before."""
+    conn.exec_driver_sql("ALTER TABLE attempts ADD COLUMN last_checkpoint_at FLOAT")
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN def_order INTEGER")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
     Migration(4, "add attempts.slots", _v4_attempt_slots),
     Migration(5, "add nodes.replaces and nodes.protected_until", _v5_node_replacement),
     Migration(6, "add the runs list's indexes", _v6_run_list_indexes),
+    Migration(7, "add attempts.last_checkpoint_at and runs.def_order", _v7_checkpoints_and_queue_order),
 )
 
 

@@ -27,7 +27,8 @@ _PAGE_BY_IDS = 1000  # pages up to this size are read ids first (an IN list of a
 _IN_CHUNK = 10_000  # ids per IN list when a caller may pass more
 _LIVE = (RunStatus.ASSIGNED.value, RunStatus.RUNNING.value)
 RUN_MUTABLE = ("status", "attempt", "exit_code", "node", "reason", "retries_used", "queued_at", "started_at", "ended_at")
-ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested", "stop_reason")
+ATTEMPT_MUTABLE = ("node", "slot", "pid", "pgid_start", "started_at", "ended_at", "exit_code", "end_reason", "interrupted_by", "stop_requested", "stop_reason",
+                   "last_checkpoint_at")
 NODE_MUTABLE = ("state", "job_id", "host", "pid", "version", "reason", "started_at", "last_heartbeat", "ended_at", "time_limit_at",
                 "billed_from", "billed_until", "billed_estimated", "replaces", "protected_until")
 

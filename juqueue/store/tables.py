@@ -46,6 +46,9 @@ class RunRow(SQLModel, table=True):
     queued_at: Optional[float] = None
     started_at: Optional[float] = None
     ended_at: Optional[float] = None
+    # Its place in the definition files when it was defined (schema version 7; NULL before):
+    # runs queued together start in definition order (policy.queue_order).
+    def_order: Optional[int] = None
 
 
 class AttemptRow(SQLModel, table=True):
@@ -67,6 +70,9 @@ class AttemptRow(SQLModel, table=True):
     interrupted_by: Optional[str] = None  # node lost, wall time, moved, stop, cancel, ...
     stop_requested: Optional[str] = None  # recorded before the stop is sent (two-phase)
     stop_reason: str | None = None  # why JuQueue stopped it (a StopReason value); schema version 2, NULL before
+    # When the run last said it checkpointed (the mtime of its $JUQUEUE_CHECKPOINT_FILE, as its
+    # worker reported it); schema version 7, NULL before and while it has not
+    last_checkpoint_at: Optional[float] = None
 
 
 class NodeRow(SQLModel, table=True):

@@ -161,3 +161,37 @@ def test_bad_checkpoint_keys_name_file_run_and_key(tmp_path, key, value):
     with pytest.raises(ConfigError) as exc:
         load_clusters(path)
     assert str(path) in str(exc.value) and key in str(exc.value)
+
+
+def test_priority_per_run_and_experiment_yaml_and_python(tmp_path):
+    _write(tmp_path, "defs/e.yaml", """\
+        experiment: e
+        cluster: local
+        cmd: [true]
+        priority: 2
+        runs:
+          - {id: own, priority: -1}
+          - {id: inherits}
+        """)
+    _write(tmp_path, "defs/experiments/p.py", """\
+        from juqueue import ExperimentDef, RunDef
+
+        class Experiment(ExperimentDef):
+            name = "p"
+            priority = 5
+
+            @property
+            def runs(self):
+                return [RunDef(id="a", experiment_name="p", cluster="local", cmd=["true"]),
+                        RunDef(id="b", experiment_name="p", cluster="local", cmd=["true"], priority=1)]
+        """)
+    _write(tmp_path, "defs/plain.yaml", "experiment: plain\ncluster: local\ncmd: [true]\nruns: [{id: r}]\n")
+    res = evaluate_def_dir(tmp_path / "defs", CLUSTERS)
+    assert res.errors == []
+    assert {r.global_id: r.priority for r in res.runs} == {"e@own": -1, "e@inherits": 2, "p@a": 5, "p@b": 1,
+                                                           "plain@r": 0}
+    plain = RunSpec(experiment="e", id="r", cluster="local", cmd=["true"])
+    assert plain.fingerprint() == RunSpec(experiment="e", id="r", cluster="local", cmd=["true"], priority=0).fingerprint()
+    _write(tmp_path, "bad/e.yaml", "experiment: e\ncluster: local\ncmd: [true]\nruns: [{id: r, priority: high}]\n")
+    bad = evaluate_def_dir(tmp_path / "bad", CLUSTERS)
+    assert len(bad.errors) == 1 and "priority" in str(bad.errors[0]) and bad.errors[0].file == "e.yaml"

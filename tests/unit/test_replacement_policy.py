@@ -43,6 +43,20 @@ def test_runs_that_end_before_the_warning_need_no_replacement():
     assert replacements_to_start([short], [], [], SETTINGS, 1, NOW) == []
 
 
+def test_a_run_past_its_median_is_not_taken_for_one_about_to_end():
+    """A lone long run past its experiment's median still needs a slot at the warning: its node
+    gets a replacement, so the drain does not leave it waiting a whole queue wait. Before its
+    median, ending before the warning, it needs none; a `duration` of its own is trusted."""
+    past = warned("a", 300, RunAtWarning("long", 1, NOW - 100, estimated=True))
+    assert [r.gid for r in runs_outliving(past, NOW)] == ["long"]
+    (rep,) = replacements_to_start([past], [], [], SETTINGS, 1, NOW)
+    assert rep.runs == ("long",)
+    ending = warned("b", 300, RunAtWarning("ending", 1, NOW + 100, estimated=True))
+    assert runs_outliving(ending, NOW) == () and replacements_to_start([ending], [], [], SETTINGS, 1, NOW) == []
+    own = warned("c", 300, RunAtWarning("declared", 1, NOW - 100, estimated=False))
+    assert runs_outliving(own, NOW) == () and replacements_to_start([own], [], [], SETTINGS, 1, NOW) == []
+
+
 def test_no_replacement_when_the_other_nodes_take_the_runs():
     node = warned("a", 300, RunAtWarning("r1", 1, None), RunAtWarning("r2", 2, None))
     assert replacements_to_start([node], [other("b", used=1)], [], SETTINGS, 2, NOW) == []  # 3 free on b

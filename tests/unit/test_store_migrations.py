@@ -140,7 +140,8 @@ def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogC
     try:
         assert prepare_schema(plain, migrations=MIGRATIONS[:4]) == 5  # the store a version-5 release leaves
         assert not RUN_LIST_INDEXES & {i["name"] for i in inspect(plain).get_indexes("runs")}
-        before = snapshot(plain, {t: columns(plain, t) for t in TABLES})
+        v5_cols = {t: columns(plain, t) for t in TABLES}
+        before = snapshot(plain, v5_cols)
     finally:
         plain.dispose()
     with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
@@ -149,7 +150,7 @@ def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogC
     try:
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
         assert RUN_LIST_INDEXES <= {i["name"] for i in inspect(engine).get_indexes("runs")}
-        assert snapshot(engine, {t: columns(engine, t) for t in TABLES}) == before
+        assert snapshot(engine, v5_cols) == before
         with engine.connect() as conn:
             plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN SELECT global_id FROM runs WHERE status = 'failed' AND experiment = 'legacy' "
@@ -158,6 +159,43 @@ def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogC
         store = Store(engine)
         assert [r.global_id for r in store.list_runs(where=RunFilter.of(["failed"]), limit=100)] == ["legacy@after_bad", "legacy@bad"]
         assert store.count_runs(RunFilter.of(["failed"], q="BAD")) == 2
+    finally:
+        engine.dispose()
+
+
+def test_v6_store_gets_checkpoints_and_definition_order(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Version 7 adds attempts.last_checkpoint_at and runs.def_order: a version-6 store keeps
+    every row, the new columns are NULL, its queued runs start first queued first (then by id)
+    and the new columns take writes through the ordinary paths."""
+    db = load_v1(tmp_path)
+    plain = sqlalchemy.create_engine(f"sqlite:///{db}")
+    try:
+        assert prepare_schema(plain, migrations=MIGRATIONS[:5]) == 6  # the store a version-6 release leaves
+        assert "last_checkpoint_at" not in columns(plain, "attempts") and "def_order" not in columns(plain, "runs")
+        v6_cols = {t: columns(plain, t) for t in TABLES}
+        before = snapshot(plain, v6_cols)
+    finally:
+        plain.dispose()
+    with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
+        engine = make_engine(None, tmp_path)
+    assert any("schema version 7: add attempts.last_checkpoint_at and runs.def_order" in r.getMessage() for r in caplog.records)
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert snapshot(engine, v6_cols) == before
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM attempts WHERE last_checkpoint_at IS NOT NULL")).scalar() == 0
+            assert conn.execute(text("SELECT count(*) FROM runs WHERE def_order IS NOT NULL")).scalar() == 0
+        store = Store(engine)
+        from juqueue.controller.records import RunState
+
+        queued = sorted((RunState.from_row(r) for r in store.active_runs() if r.status == "queued"),
+                        key=lambda r: r.queue_key())
+        # NULL definition order: first queued first, then by id, as before
+        assert [r.gid for r in queued] == [r.gid for r in sorted(queued, key=lambda r: (r.queued_at, r.gid))]
+        batch = WriteBatch()
+        batch.attempts[("legacy@ok_first", 1)] = {"last_checkpoint_at": 1_700_000_001.5}
+        store.commit(batch)
+        assert [a.last_checkpoint_at for a in store.attempts_of("legacy@ok_first")] == [1_700_000_001.5]
     finally:
         engine.dispose()
 

@@ -48,6 +48,8 @@ class AttemptModel(BaseModel):
     interrupted_by: str | None = None
     stop_requested: str | None = None
     stop_reason: str | None = Field(None, description="why JuQueue stopped it (cancel, server_stop, node_stop, ...)")
+    last_checkpoint_at: float | None = Field(None, description="when the run last touched its $JUQUEUE_CHECKPOINT_FILE "
+                                                                "in this attempt, as its worker reported (null: never)")
     stderr_tail: list[str] | None = Field(None, description="a failed attempt (exited, exit code not 0): the last "
                                                             "50 lines of its stderr; null otherwise")
 
