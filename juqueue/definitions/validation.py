@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from juqueue.definitions.models import DefinitionError, LoadResult, RunSpec
 
@@ -26,6 +26,9 @@ class FileResult:
 
     def error(self, message: str, run: str | None = None, field_: str | None = None) -> None:
         self.errors.append(DefinitionError(file=self.file, message=message, run=run, field=field_))
+
+
+FILE_RESULT: TypeAdapter[FileResult] = TypeAdapter(FileResult)  # a FileResult to and from JSON (the evaluator's protocol)
 
 
 def unsafe_name_reason(name: object) -> str | None:
