@@ -157,7 +157,11 @@ def load_python_file(def_dir: Path, path: Path) -> FileResult:
     except (Exception, SystemExit) as exc:
         fr.error(f"{_describe(exc)}{_where(exc, path)}")
         return fr
-    _collect(fr, path, module)
+    try:
+        _collect(fr, path, module)
+    except (Exception, SystemExit) as exc:  # beyond what _collect names itself: a run too deep to validate, ...
+        fr.runs.clear()
+        fr.error(f"{_describe(exc)}{_where(exc, path)}")
     return fr
 
 
