@@ -24,8 +24,8 @@ from juqueue.store.engine import make_engine
 from juqueue.store.store import Store
 
 CLUSTERS = {"local", "gpu"}
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SLOW = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SLOW = settings(max_examples=4, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 NAMES = st.one_of(
     st.sampled_from(["ok", "..", ".", ".hidden", "a/b", "../up", "x@y", "tab\there", " pad ", "", "é€😀", "a\u202eb",
@@ -93,7 +93,7 @@ def test_yaml_documents_load_or_fail_with_a_named_error(doc):
         check_outcome(result, ["fuzz.yaml"])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
 def test_any_text_as_yaml_never_crashes(text):
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +162,7 @@ def python_files(draw) -> str:
     return PY_TEMPLATE.format(name=name, runs=runs, extra=extra)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(source=python_files())
 def test_python_files_of_real_fields_load_or_fail_named(source):
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +203,7 @@ def test_misbehaving_python_files_fail_alone_and_named(chosen, good_first):
     assert sorted(r.global_id for r in result.runs) == ["plain@p", "pygood@one"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(doc=yaml_documents())
 def test_a_failed_file_never_changes_the_store(tmp_path, doc):
     """The file loaded once; then its fuzzed edit. If the edit fails, the store is exactly as before."""
