@@ -96,7 +96,8 @@ def _evaluate_some(def_dir: Path, files: list[str], timeout_s: float, results: d
     then its error. Returns a message when the evaluator failed before any file (abort all)."""
     proc = _start(def_dir, files)
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    reader = threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
     stderr = _Tail(proc.stderr)
     current: str | None = None
     ready = False
@@ -147,6 +148,11 @@ def _evaluate_some(def_dir: Path, files: list[str], timeout_s: float, results: d
             deadline = time.monotonic() + timeout_s
     finally:
         _kill_group(proc)
+        reader.join(5)  # EOF follows the kill at once
+        stderr.finish()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def load_definitions(def_dir: Path, cluster_names: set[str], timeout_s: float = Settings.eval_timeout_s) -> LoadResult:

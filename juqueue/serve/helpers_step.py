@@ -87,7 +87,7 @@ class HelpersStep:
                     log.warning("celery beat exited (%s); restarting it", self.beat.returncode)
                     self.beat = start_beat(ctx.work, self._tick_queue, self._tick_interval)
                 reap_orphans()
-                if ctx.broker is not None:  # the embedded broker's ledger and watcher
+                if ctx.broker is not None and not self._stop_event.is_set():  # the embedded broker's ledger and watcher
                     refresh_ledger(ctx)
                     ensure_watcher(ctx.work)
             except Exception:

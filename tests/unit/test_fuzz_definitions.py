@@ -197,7 +197,7 @@ def test_misbehaving_python_files_fail_alone_and_named(chosen, good_first):
         (def_dir / "plain.yaml").write_text("experiment: plain\ncluster: local\nid: p\ncmd: [true]\n")
         for name in chosen:
             (def_dir / "experiments" / f"m_{name}.py").write_text(BEHAVIOURS[name])
-        result = load_definitions(def_dir, CLUSTERS, timeout_s=1.5)
+        result = load_definitions(def_dir, CLUSTERS, timeout_s=2.5)
     assert not result.aborted, result.errors
     assert sorted(result.failed_files) == sorted(f"experiments/m_{n}.py" for n in chosen), result.errors
     assert sorted(r.global_id for r in result.runs) == ["plain@p", "pygood@one"]
