@@ -49,3 +49,25 @@ def test_a_damaged_ledger_is_empty(tmp_path):
     assert read_ledger(work) == Ledger()
     (work.broker_dir / "serving.json").write_text("not json")
     assert read_ledger(work) == Ledger()
+
+
+def test_a_process_is_named_by_pid_and_start_time():
+    import os
+
+    from juqueue.broker.lifetime import ProcessRef
+    from juqueue.broker.watcher import process_lives
+    from juqueue.process_group import process_start_time
+
+    me = os.getpid()
+    assert process_lives(ProcessRef(me, process_start_time(me)))
+    assert process_lives(ProcessRef(me))  # no start time recorded: the pid alone
+    assert not process_lives(ProcessRef(me, (process_start_time(me) or 0) + 1))  # a reused pid is not it
+    assert not process_lives(ProcessRef(2**22 + 7)) and not process_lives(None)
+
+
+def test_jobs_count_as_alive_when_squeue_cannot_answer(monkeypatch, tmp_path):
+    from juqueue.broker.watcher import slurm_jobs_alive
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue here
+    assert slurm_jobs_alive(["12", "13"]) == {"12", "13"}
+    assert slurm_jobs_alive([]) == set()
