@@ -22,6 +22,7 @@ from typing import IO
 
 from juqueue.definitions.models import DefinitionError, LoadResult
 from juqueue.definitions.python_loader import forget_user_modules, load_python_experiments, load_python_file
+from juqueue.definitions.subprocess_eval import load_definitions  # noqa: F401  (callers have always found it here)
 from juqueue.definitions.validation import FILE_RESULT, combine
 from juqueue.definitions.yaml_loader import load_yaml_experiments, load_yaml_file
 
