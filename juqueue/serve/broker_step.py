@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import socket
+from typing import Any, Iterable
 
 from juqueue.broker.lifetime import Ledger, ProcessRef, ServedNode, read_ledger, write_ledger
 from juqueue.paths import write_atomic
@@ -31,10 +32,10 @@ def default_broker_host() -> str:
         return "127.0.0.1"
 
 
-def served_nodes(nodes: object) -> tuple[ServedNode, ...]:
+def served_nodes(nodes: Iterable[Any]) -> tuple[ServedNode, ...]:
     """The live nodes among the controller's `NodeInfo`s, as the broker's ledger lists them."""
     out = []
-    for n in sorted(nodes, key=lambda n: n.name):  # type: ignore[attr-defined]
+    for n in sorted(nodes, key=lambda n: n.name):
         if not n.state.is_live:
             continue
         start = process_start_time(n.pid) if n.pid and n.backend != "slurm" else None
@@ -51,7 +52,7 @@ def refresh_ledger(ctx: ServeContext, timeout_s: float = 10.0) -> None:
     nodes = controller.call(lambda: served_nodes(list(controller.nodes.values())), timeout_s)
     ledger = read_ledger(ctx.work)
     if ledger.nodes != nodes:
-        write_ledger(ctx.work, Ledger(server=ledger.server, grace_s=ledger.grace_s, nodes=nodes))  # type: ignore[arg-type]
+        write_ledger(ctx.work, Ledger(server=ledger.server, grace_s=ledger.grace_s, nodes=nodes))  # type: ignore[arg-type]  # call() is untyped
 
 
 class BrokerStep:
