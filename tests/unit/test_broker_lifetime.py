@@ -71,3 +71,18 @@ def test_jobs_count_as_alive_when_squeue_cannot_answer(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no squeue here
     assert slurm_jobs_alive(["12", "13"]) == {"12", "13"}
     assert slurm_jobs_alive([]) == set()
+
+
+def test_a_live_local_worker_of_the_ledger_keeps_the_broker_in_use():
+    import os
+
+    from juqueue.broker.lifetime import Ledger, ServedNode
+    from juqueue.broker.watcher import in_use
+    from juqueue.process_group import process_start_time
+
+    me = os.getpid()
+    alive = Ledger(server=None, nodes=(ServedNode("l-1", "local", pid=me, start_time=process_start_time(me)),))
+    assert in_use(alive) == (True, "local node l-1")
+    gone = Ledger(server=None, nodes=(ServedNode("l-1", "local", pid=me, start_time=1),))
+    assert in_use(gone) == (False, "")
+    assert in_use(Ledger(server=ProcessRef(me, process_start_time(me)))) == (True, "the server")
