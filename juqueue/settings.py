@@ -25,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "eval_timeout_s": "JUQUEUE_EVAL_TIMEOUT",
     "heartbeat_interval_s": "JUQUEUE_HEARTBEAT_INTERVAL",
     "heartbeat_timeout_s": "JUQUEUE_HEARTBEAT_TIMEOUT",
+    "broker_grace_s": "JUQUEUE_BROKER_GRACE",
 }
 
 
@@ -39,6 +40,9 @@ class Settings:
     eval_timeout_s: float = 60.0  # the definition evaluation subprocess is stopped after this long
     heartbeat_interval_s: float = 5.0  # for clusters that do not set heartbeat_interval
     heartbeat_timeout_s: float = 30.0  # for clusters that do not set heartbeat_timeout
+    # the embedded broker, with no server and no live job this long, shuts down (its AOF kept):
+    # long enough for a restarted `serve` to adopt it
+    broker_grace_s: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

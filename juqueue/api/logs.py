@@ -11,12 +11,15 @@ _TAIL_READ = 64 * 1024  # bytes read from the end per step when looking for the 
 
 
 MAX_LOG_CHUNK = 1 << 20  # the most one log request (or one feed message) carries
+MAX_LOG_OFFSET = 1 << 62  # a file offset is a 64-bit integer: a larger one is refused (422), not a 500
 
 def read_chunk(path: Path | str, offset: int, max_bytes: int) -> bytes:
     """Up to `max_bytes` from `offset`, without a multi-byte character cut at the end; b"" when
     the file does not exist (yet) or ends before `offset`."""
     try:
         with open(path, "rb") as fh:
+            if offset >= os.fstat(fh.fileno()).st_size:
+                return b""  # past the end (seek itself refuses offsets past the file system's limit)
             fh.seek(offset)
             return whole_utf8(fh.read(max_bytes))
     except FileNotFoundError:

@@ -52,6 +52,7 @@ StopEscalateOpt = _timing("--stop-escalate", "A node that has not stopped this l
 ControllerSilenceOpt = _timing("--controller-silence", "Workers end their node after this long without the controller (JUQUEUE_CONTROLLER_SILENCE; 600).")
 EvalTimeoutOpt = _timing("--eval-timeout", "Evaluating the definition files is stopped after this long (JUQUEUE_EVAL_TIMEOUT; 60).")
 HeartbeatIntervalOpt = _timing("--heartbeat-interval", "Heartbeat interval of clusters that do not set heartbeat_interval (JUQUEUE_HEARTBEAT_INTERVAL; 5).")
+BrokerGraceOpt = _timing("--broker-grace", "The embedded broker, with no server and no live job this long, shuts down, its AOF kept (JUQUEUE_BROKER_GRACE; 300).")
 HeartbeatTimeoutOpt = _timing("--heartbeat-timeout", "A node silent this long is lost, for clusters that do not set heartbeat_timeout (JUQUEUE_HEARTBEAT_TIMEOUT; 30).")
 
 
@@ -89,13 +90,14 @@ class ServeArgs:
     eval_timeout: EvalTimeoutOpt = None
     heartbeat_interval: HeartbeatIntervalOpt = None
     heartbeat_timeout: HeartbeatTimeoutOpt = None
+    broker_grace: BrokerGraceOpt = None
 
     def timings(self) -> dict[str, float | None]:
         """The timing flags by `juqueue.settings.Settings` field (None: not given)."""
         return {"lease_ttl_s": self.lease_ttl, "start_timeout_s": self.start_timeout,
                 "stop_escalate_s": self.stop_escalate, "controller_silence_s": self.controller_silence,
                 "eval_timeout_s": self.eval_timeout, "heartbeat_interval_s": self.heartbeat_interval,
-                "heartbeat_timeout_s": self.heartbeat_timeout}
+                "heartbeat_timeout_s": self.heartbeat_timeout, "broker_grace_s": self.broker_grace}
 
 
 OPTION_GROUPS: tuple[type, ...] = (Connection, ServeArgs)

@@ -158,11 +158,15 @@ def load_python_file(def_dir: Path, path: Path) -> FileResult:
     except (Exception, SystemExit) as exc:
         fr.error(f"{_describe(exc)}{_where(exc, path)}")
         return fr
-    _collect(fr, path, module)
+    try:
+        _collect(fr, path, module)
+    except (Exception, SystemExit) as exc:  # beyond what _collect names itself: a run too deep to validate, ...
+        fr.runs.clear()
+        fr.error(f"{_describe(exc)}{_where(exc, path)}")
     return fr
 
 
-def _forget_user_modules(def_dir: Path) -> None:
+def forget_user_modules(def_dir: Path) -> None:
     """Drop cached modules from the def dir so a later load (tests, same process) is fresh."""
     root = str(def_dir.resolve()) + os.sep
     for name, mod in list(sys.modules.items()):
@@ -181,7 +185,7 @@ def load_python_experiments(def_dir: Path) -> list[FileResult]:
     if not files:
         return []
     entry = str(def_dir.resolve())
-    _forget_user_modules(def_dir)
+    forget_user_modules(def_dir)
     importlib.invalidate_caches()
     sys.path.insert(0, entry)
     try:
@@ -191,4 +195,4 @@ def load_python_experiments(def_dir: Path) -> list[FileResult]:
             sys.path.remove(entry)
         except ValueError:
             pass
-        _forget_user_modules(def_dir)
+        forget_user_modules(def_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from juqueue.definitions.models import DefinitionError, LoadResult, RunSpec
 
@@ -25,27 +25,44 @@ class FileResult:
     budgets: dict[str, float] = field(default_factory=dict)  # experiment -> budget_node_hours
 
     def error(self, message: str, run: str | None = None, field_: str | None = None) -> None:
+        if run is not None and len(run) > 200:  # a run named by a huge string: the message names it short
+            run = run[:197] + "..."
         self.errors.append(DefinitionError(file=self.file, message=message, run=run, field=field_))
+
+
+FILE_RESULT: TypeAdapter[FileResult] = TypeAdapter(FileResult)  # a FileResult to and from JSON (the evaluator's protocol)
+
+
+MAX_NAME_BYTES = 255  # a directory name's limit on Linux file systems
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """repr() cut to `limit` characters, so a 10 MB name does not make a 10 MB message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..." + text[-1]
 
 
 def unsafe_name_reason(name: object) -> str | None:
     """Why `name` cannot be a directory name (or part of a global id), or None if it can."""
     if not isinstance(name, str):
         return f"must be a string, not {type(name).__name__}"
+    shown = short_repr(name)
     if name == "":
         return "is empty"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"{shown} is longer than {MAX_NAME_BYTES} bytes (a directory name cannot be)"
     if name in (".", ".."):
-        return f"{name!r} is not a directory name"
+        return f"{shown} is not a directory name"
     if name.startswith("."):
-        return f"{name!r} starts with '.' (reserved: the work dir keeps JuQueue's own files in .juqueue/)"
+        return f"{shown} starts with '.' (reserved: the work dir keeps JuQueue's own files in .juqueue/)"
     if "/" in name or "\\" in name:
-        return f"{name!r} contains a path separator"
+        return f"{shown} contains a path separator"
     if "@" in name:
-        return f"{name!r} contains '@' (reserved for global ids experiment@run)"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
-        return f"{name!r} contains a control character"
+        return f"{shown} contains '@' (reserved for global ids experiment@run)"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
+        return f"{shown} contains a control character"
     if name != name.strip():
-        return f"{name!r} has leading or trailing whitespace"
+        return f"{shown} has leading or trailing whitespace"
     return None
 
 
@@ -79,11 +96,11 @@ def _check_file(fr: FileResult, cluster_names: set[str] | None) -> None:
         seen[key] = seen.get(key, 0) + 1
         if cluster_names is not None and run.cluster not in cluster_names:
             known = ", ".join(sorted(cluster_names)) or "none"
-            fr.error(f"unknown cluster {run.cluster!r} (clusters.yaml defines: {known})",
+            fr.error(f"unknown cluster {short_repr(run.cluster)} (clusters.yaml defines: {known})",
                      run=run.id, field_="cluster")
     for (exp, run_id), n in seen.items():
         if n > 1:
-            fr.error(f"run id {run_id!r} is used by {n} runs of experiment {exp!r}", run=run_id, field_="id")
+            fr.error(f"run id {short_repr(run_id)} is used by {n} runs of experiment {short_repr(exp)}", run=run_id, field_="id")
 
 
 def _find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
@@ -150,7 +167,7 @@ def combine(files: list[FileResult], cluster_names: set[str] | None) -> LoadResu
         if len(frs) > 1:
             for fr in frs:
                 others = ", ".join(o.file for o in frs if o is not fr)
-                fr.error(f"experiment {name!r} is also defined in {others}", field_="experiment")
+                fr.error(f"experiment {short_repr(name)} is also defined in {others}", field_="experiment")
 
     # dependencies: unknown only if no file (failed or not) could have defined the target
     known = {r.global_id for fr in files for r in fr.runs}
@@ -160,7 +177,7 @@ def combine(files: list[FileResult], cluster_names: set[str] | None) -> LoadResu
             for dep in run.depends_on:
                 exp, _, rid = dep.partition("@")
                 if dep not in known and exp not in runless_failed:
-                    fr.error(f"depends on unknown run {dep!r}", run=run.id, field_="depends_on")
+                    fr.error(f"depends on unknown run {short_repr(dep)}", run=run.id, field_="depends_on")
 
     by_gid = {r.global_id: (fr, r) for fr in files for r in fr.runs}
     graph = {gid: list(r.depends_on) for gid, (_, r) in by_gid.items()}

@@ -1,5 +1,6 @@
 """The helpers step: Celery beat (the controller's periodic tick) and Flower as child
-processes, and a supervisor thread that keeps the broker and beat alive and reaps orphans."""
+processes, and a supervisor thread that keeps the broker and beat alive, reaps orphans, and
+keeps the embedded broker's ledger of live nodes and its watcher current."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import subprocess
 import sys
 import threading
 
+from juqueue.broker.watcher import ensure_watcher
 from juqueue.paths import WorkDir
 from juqueue.process_reaper import reap_orphans
+from juqueue.serve.broker_step import refresh_ledger
 from juqueue.serve.context import ServeContext
 
 log = logging.getLogger("juqueue.server")
@@ -84,6 +87,9 @@ class HelpersStep:
                     log.warning("celery beat exited (%s); restarting it", self.beat.returncode)
                     self.beat = start_beat(ctx.work, self._tick_queue, self._tick_interval)
                 reap_orphans()
+                if ctx.broker is not None and not self._stop_event.is_set():  # the embedded broker's ledger and watcher
+                    refresh_ledger(ctx)
+                    ensure_watcher(ctx.work)
             except Exception:
                 log.exception("supervisor check failed")
 

@@ -51,7 +51,7 @@ class Reloader:
         """Re-read clusters.yaml and the definitions and apply them. More than CONFIRM_STOPS live
         runs to stop (their definitions changed) needs `yes`; else nothing is applied. At start
         clusters.yaml was just read: `reread_clusters=False` leaves it."""
-        from juqueue.definitions.evaluate import load_definitions
+        from juqueue.definitions.subprocess_eval import load_definitions
 
         controller = self.controller
         result = load_definitions(self.ctx.def_dir, set(controller.clusters_view), timeout_s=self.ctx.settings.eval_timeout_s)

@@ -48,7 +48,7 @@ def load_def_dir(def_dir: Path, cluster: str | None, default_duration_s: float |
     """The runs of one cluster of a def dir, each with its `duration:` (what the controller
     expects it to need, and here also what it needs). Runs without one: an error that says how
     many, unless `default_duration_s` is given (then they take it and the policy is not told)."""
-    from juqueue.definitions.evaluate import load_definitions
+    from juqueue.definitions.subprocess_eval import load_definitions
 
     def_dir = Path(def_dir)
     specs = load_cluster_specs(def_dir)

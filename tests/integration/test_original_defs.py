@@ -19,7 +19,7 @@ import pytest
 
 from juqueue import DefUtils
 from juqueue.definitions.clusters import load_clusters
-from juqueue.definitions.evaluate import load_definitions
+from juqueue.definitions.subprocess_eval import load_definitions
 from juqueue.definitions.placeholders import resolve
 from juqueue.paths import WorkDir
 

@@ -11,6 +11,7 @@ import pytest
 
 @pytest.mark.integration
 @pytest.mark.slow(330)
+@pytest.mark.timeout(1500)
 def test_a_three_minute_local_soak_with_every_fault_holds(tmp_path):
     soak_dir = tmp_path / "soak"
     proc = subprocess.run([sys.executable, "-m", "juqueue.soak.cli", "--minutes", "3", "--seed", "1", "--dir", str(soak_dir)],

@@ -108,10 +108,17 @@ class FakeBroker:
 
 
 @pytest.mark.parametrize("jobs_alive", [False, True])
-def test_the_embedded_broker_outlives_serve_while_slurm_jobs_live(tmp_path, capsys, jobs_alive):
+def test_the_embedded_broker_outlives_serve_while_slurm_jobs_live(tmp_path, capsys, monkeypatch, jobs_alive):
+    from juqueue.broker.lifetime import ServedNode, read_ledger
+
+    watchers: list[str] = []
+    monkeypatch.setattr("juqueue.broker.watcher.ensure_watcher", lambda work: watchers.append("started"))
+    monkeypatch.setattr("juqueue.broker.watcher.stop_watcher", lambda work: watchers.append("stopped"))
     ctx = _ctx(tmp_path)
+    ctx.work.broker_dir.mkdir(parents=True)
     ctx.broker = FakeBroker()  # type: ignore[assignment]
-    live_node = SimpleNamespace(backend="slurm" if jobs_alive else "local", state=SimpleNamespace(is_live=True))
+    live_node = SimpleNamespace(name="n", backend="slurm" if jobs_alive else "local", state=SimpleNamespace(is_live=True),
+                                job_id="77" if jobs_alive else None, pid=None if jobs_alive else 2**22 + 1)
     calls: list[bool] = []
     ctx.controller = SimpleNamespace(shutdown=lambda cancel_jobs: calls.append(cancel_jobs), nodes={"n": live_node})  # type: ignore[assignment]
     ctx.cancel_jobs = True
@@ -120,6 +127,11 @@ def test_the_embedded_broker_outlives_serve_while_slurm_jobs_live(tmp_path, caps
     assert calls == [True] and ctx.slurm_jobs_alive is jobs_alive
     assert ctx.broker.stopped is not jobs_alive  # type: ignore[union-attr]
     assert ("embedded broker stays up" in capsys.readouterr().out) is jobs_alive
+    # the ledger names no server now, and the jobs the kept broker serves: its watcher ends it after them
+    ledger = read_ledger(ctx.work)
+    assert ledger.server is None and ledger.grace_s == ctx.settings.broker_grace_s
+    assert ledger.nodes == ((ServedNode("n", "slurm", job_id="77"),) if jobs_alive else ())
+    assert watchers == (["started"] if jobs_alive else ["stopped"])
 
 
 def test_the_work_dir_lock_names_its_holder_and_is_released(tmp_path):

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep
-from juqueue.api.logs import MAX_LOG_CHUNK, read_chunk, size_of, tail_start
+from juqueue.api.logs import MAX_LOG_CHUNK, MAX_LOG_OFFSET, read_chunk, size_of, tail_start
 from juqueue.api.models.errors import error_responses
 from juqueue.api.models.runs import LogChunkModel
 from juqueue.api.routes.runs import get_run_row
@@ -41,7 +41,7 @@ def get_logs(
     ctx: ContextDep,
     attempt: Attempt = None,
     stream: Stream = "out",
-    offset: Annotated[int, Query(ge=0, description="the byte to start at")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_LOG_OFFSET, description="the byte to start at")] = 0,
     max_bytes: Annotated[int, Query(ge=1, le=MAX_LOG_CHUNK, description="at most this many bytes")] = MAX_LOG_CHUNK,
     tail: Annotated[int | None, Query(ge=1, le=MAX_LOG_CHUNK, description="the last this many bytes instead "
                                                                           "(from the first whole character; `offset` is not used)")] = None,

@@ -27,6 +27,7 @@ router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(requ
 
 STATUS_VALUES = [s.value for s in RunStatus]
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
+MAX_OFFSET = 1 << 62  # SQL integers are 64-bit: a larger offset is refused (422), not a 500
 TOTAL_HEADER = "X-Total-Count"  # the runs matching the list's filter, whatever the page
 
 
@@ -62,7 +63,7 @@ def get_run_row(store: Store, global_id: str) -> RunRow:
 def list_runs(
     store: StoreDep,
     response: Response,
-    offset: Annotated[int, Query(ge=0, description="skip this many matching runs")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="skip this many matching runs")] = 0,
     limit: Annotated[int, Query(ge=1, description=f"at most this many runs (default {DEFAULT_PAGE}, at most {MAX_PAGE})")] = DEFAULT_PAGE,
     sort: Annotated[str | None, Query(description="a field of the run's JSON shape, '-' first for descending "
                                                   "(default: experiment, then run id)")] = None,
