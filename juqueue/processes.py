@@ -24,3 +24,23 @@ def pid_alive(pid: int | None, *, zombie_is_dead: bool = False) -> bool:
         return read_stat(pid)[1][0] != "Z"
     except OSError:
         return False
+
+
+def process_command_lines() -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every process this user may read, from /proc (empty where there is none)."""
+    out: list[tuple[int, list[str]]] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        if raw:
+            out.append((int(name), [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]))
+    return out

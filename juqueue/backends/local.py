@@ -12,6 +12,7 @@ from juqueue.backends.base import BackendError, NodeLiveness, StartedNode
 from juqueue.definitions.models import ClusterSpec
 from juqueue.paths import WorkDir
 from juqueue.process_group import kill_group, process_start_time
+from juqueue.processes import process_command_lines
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class LocalBackend:
     def stop_node(self, node: str, job_id: str | None, pid: int | None) -> None:
         """Forceful end: the worker's group gets SIGKILL (runs were stopped before, or are killed by pgid)."""
         proc = self._procs.get(node)
-        target = proc.pid if proc is not None else pid
+        target = proc.pid if proc is not None else pid if pid is not None else self._find_worker(node)
         if target is None:
             return
         try:
@@ -65,6 +66,17 @@ class LocalBackend:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 log.warning("local worker %s did not die after SIGKILL", node)
+
+    def _find_worker(self, node: str) -> int | None:
+        """The worker of a node whose pid never reached the store (`serve` was killed between
+        starting it and the next commit): found by its command line, which names the node."""
+        def value(argv: list[str], flag: str) -> str | None:
+            return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
+
+        for pid, argv in process_command_lines():
+            if "juqueue.workers.node" in argv and value(argv, "--node") == node and value(argv, "--work-dir") == str(self.work.root):
+                return pid
+        return None
 
     def liveness(self, nodes: dict[str, tuple[str | None, int | None]]) -> dict[str, NodeLiveness]:
         out: dict[str, NodeLiveness] = {}

@@ -47,6 +47,21 @@ class EventIngest:
                 node.reason = ev.reason
                 self.s.mark_node_dirty(node)
 
+    def _kill_stray_start(self, ev: Event) -> None:
+        """A process started for an attempt that is no longer live here: its `started` event was
+        read only after the attempt had been ended (a `serve` killed just after publishing it: the
+        restart ended the node, not knowing the process), or after a newer attempt. At most one live
+        attempt: its group is killed (guarded against pid reuse by its start time)."""
+        if not ev.pid:
+            return
+        node = self.s.nodes.get(ev.node)
+        kind = node.backend if node is not None else self.s.store.node_backend(ev.node)
+        backend = self.fleet.backends.get(kind) if kind else None
+        if backend is not None:
+            log.warning("%s attempt %s started on %s after it was ended: its process group %s is killed",
+                        ev.global_id, ev.attempt, ev.node, ev.pid)
+            backend.kill_run_group(ev.pid, ev.pstart)
+
     def _on_rejected(self, ev: Event, now: float) -> None:
         s = self.s
         run = s.runs.get(ev.global_id)
@@ -71,7 +86,8 @@ class EventIngest:
     def _on_started(self, ev: Event) -> None:
         s = self.s
         run = s.runs.get(ev.global_id)
-        if run is None or run.attempt != ev.attempt:
+        if run is None or run.attempt != ev.attempt or run.status not in (RunStatus.ASSIGNED, RunStatus.RUNNING):
+            self._kill_stray_start(ev)
             return
         run.pid, run.pstart, run.started, run.started_ts = ev.pid, ev.pstart, True, ev.ts
         s.attempt_columns(run).update({"slot": ev.slot, "pid": ev.pid, "pgid_start": ev.pstart, "started_at": ev.ts, "node": ev.node})

@@ -263,6 +263,11 @@ class Store:
         with self.session() as s:
             return remaining_work(s, now, self.completed_durations)
 
+    def node_backend(self, name: str) -> str | None:
+        """The backend of a node that may have left the controller's memory (None: unknown)."""
+        with self.session() as s:
+            return s.execute(select(NodeRow.backend).where(NodeRow.name == name)).scalar()  # type: ignore[arg-type]
+
     def node_hosts(self, names: Iterable[str]) -> dict[str, str | None]:
         """Each named node's host (a run's attempts show where they ran)."""
         names = list(set(names))
