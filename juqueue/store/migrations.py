@@ -99,12 +99,31 @@ def _v6_run_list_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_runs_node_cluster_status ON runs (node, cluster, status)")
 
 
+def _v7_usage_totals(conn: Connection) -> None:
+    """usage_totals (ended attempts summed per node and experiment, filled from the attempts
+    there are) and the index on attempts.ended_at (the live attempts are read by it)."""
+    from juqueue.store.usage_totals import fill_from_attempts
+
+    frozen = MetaData()  # the table as version 7 defines it, whatever later versions make of it
+    Table(
+        "usage_totals", frozen,
+        Column("node", String, primary_key=True),
+        Column("experiment", String, primary_key=True),
+        Column("busy_s", Float, nullable=False),
+        Column("lost_s", Float, nullable=False),
+        Column("attempts", Integer, nullable=False),
+    ).create(conn)
+    conn.exec_driver_sql("CREATE INDEX ix_attempts_ended_at ON attempts (ended_at)")
+    fill_from_attempts(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
     Migration(4, "add attempts.slots", _v4_attempt_slots),
     Migration(5, "add nodes.replaces and nodes.protected_until", _v5_node_replacement),
     Migration(6, "add the runs list's indexes", _v6_run_list_indexes),
+    Migration(7, "add usage_totals, filled from the attempts, and the index on attempts.ended_at", _v7_usage_totals),
 )
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from juqueue.accounting import AttemptSpan, NodeBill
+from juqueue.accounting import AttemptSpan, BusyTotal, NodeBill
 from juqueue.definitions.models import LoadResult
-from juqueue.status import EndReason, RunStatus
+from juqueue.status import RunStatus
+from juqueue.store import usage_totals
 from juqueue.store.definition_sync import ApplySummary, apply_definitions
 from juqueue.store.experiment_reads import RemainingWork, remaining_work
 from juqueue.store.run_query import RunFilter, order_by
@@ -76,6 +77,7 @@ class Store:
                 for cols, group in _group_by_columns(rows).items():
                     stmt = update(RunRow).where(RunRow.global_id == bindparam("b_gid")).values({c: bindparam(c) for c in cols})
                     conn.execute(stmt, group)
+            deltas = usage_totals.deltas_of(conn, batch.new_attempts, batch.attempts)  # before the updates
             if batch.new_attempts:
                 conn.execute(insert(AttemptRow), batch.new_attempts)
             if batch.attempts:
@@ -87,6 +89,7 @@ class Store:
                         .values({c: bindparam(c) for c in cols})
                     )
                     conn.execute(stmt, group)
+            usage_totals.apply_deltas(conn, deltas)
             if batch.events:
                 conn.execute(insert(EventRow), batch.events)
             if batch.usage_samples:
@@ -138,25 +141,11 @@ class Store:
                 out[exp] = [max(0.0, e - st) for st, e in rows]
         return out
 
-    def usage_inputs(self) -> tuple[list[NodeBill], list[AttemptSpan]]:
-        """What node-hour accounting reads: every node's billed interval and every attempt that
-        started (only the columns it needs, so 100,000 attempts stay cheap)."""
-        with self.session() as s:
-            nodes = [
-                NodeBill(name, cluster, slots, bf, bu, bool(est))
-                for name, cluster, slots, bf, bu, est in s.execute(
-                    select(NodeRow.name, NodeRow.cluster, NodeRow.slots_total, NodeRow.billed_from,
-                           NodeRow.billed_until, NodeRow.billed_estimated)
-                ).all()
-            ]
-            attempts = [
-                AttemptSpan(node, gid.split("@", 1)[0], started, ended, reason == EndReason.INTERRUPTED.value)
-                for gid, node, started, ended, reason in s.execute(
-                    select(AttemptRow.global_id, AttemptRow.node, AttemptRow.started_at, AttemptRow.ended_at,
-                           AttemptRow.end_reason).where(AttemptRow.started_at.is_not(None))  # type: ignore[union-attr]
-                ).all()
-            ]
-        return nodes, attempts
+    def usage_inputs(self) -> tuple[list[NodeBill], list[AttemptSpan], list[BusyTotal]]:
+        """What node-hour accounting reads: every node's billed interval, the attempts that run
+        now and the running totals of those that ended (`usage_totals`): no attempt history."""
+        with self.engine.connect() as conn:
+            return usage_totals.usage_inputs(conn)
 
     def usage_series(self, since: float | None = None) -> dict[str, list[tuple[float, int, int]]]:
         stmt = select(UsageSampleRow.cluster, UsageSampleRow.ts, UsageSampleRow.nodes, UsageSampleRow.slots_busy)
