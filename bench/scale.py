@@ -26,6 +26,7 @@ are printed with their targets as met / NOT met, exit code 0. Figures depend on 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def restart_timed(srv: Serve, timeout: float = 600) -> tuple[float, float | None
     return health, None
 
 
+def add_experiment(srv: Serve, filename: str, text: str) -> None:
+    """Write the file, POST /api/reload; a reload with errors stops the bench (it would measure nothing)."""
+    (srv.def_dir / filename).write_text(text)
+    summary = srv.api("POST", "/api/reload", params={"yes": "true"}).json()
+    if summary.get("errors"):
+        raise RuntimeError(f"the reload failed: {summary['errors']}")
+    log(f"reload: {len(summary.get('added') or [])} runs added")
+
+
 def wait_running(srv: Serve, timeout: float) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -120,7 +130,7 @@ def part_runs(root: Path, n: int, phase_s: float) -> None:
         srv.client.timeout = httpx.Timeout(1800)
         log(f"{n} runs: one matrix experiment, POST /api/reload")
         t0 = time.perf_counter()
-        srv.add_experiment(f"{EXPERIMENT}.yaml", matrix_experiment(EXPERIMENT, ["true"], n))
+        add_experiment(srv, f"{EXPERIMENT}.yaml", matrix_experiment(EXPERIMENT, ["true"], n))
         report(f"runs: reload of {n} new runs", time.perf_counter() - t0, "s")
         wait_running(srv, 300)
         log(f"runs: the nodes work through the sweep for {phase_s:.0f} s")
@@ -166,7 +176,7 @@ def part_attempts(root: Path, attempts: int, phase_s: float) -> None:
                 times.append(time.perf_counter() - t1)
                 time.sleep(5.1)  # past the usage totals' 5 s cache
             report(f"attempts: GET {path} (best of 3, uncached)", min(times) * 1000, "ms")
-        srv.add_experiment("small.yaml", matrix_experiment("small", ["true"], 400))
+        add_experiment(srv, "small.yaml", matrix_experiment("small", ["true"], 400))
         wait_running(srv, 120)
         time.sleep(min(phase_s, 30))
         report("attempts: controller batch p95 while 2x8 slots run `true`", batch_p95(srv), "ms", TARGETS["batch_p95_ms"])
@@ -196,6 +206,7 @@ def main() -> int:
     args = p.parse_args()
     import juqueue
 
+    os.environ.setdefault("JUQUEUE_EVAL_TIMEOUT", "1800")  # evaluating 100,000 runs on a loaded machine takes > 60 s
     print(f"# JuQueue {getattr(juqueue, '__file__', '?')}; figures from a shared, loaded machine", flush=True)
     root = Path(tempfile.mkdtemp(prefix="jq-scale-"))
     try:

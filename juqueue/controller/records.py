@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from juqueue.status import NodeState, RunStatus, StopReason
+from sqlalchemy.engine import Row
+
 from juqueue.store.tables import NodeRow, RunRow
 
 # A user's drain is kept in the node's `reason` (so it outlives a restart without a column):
@@ -14,16 +16,51 @@ from juqueue.store.tables import NodeRow, RunRow
 USER_DRAIN_MARK = "drained by user"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class RunTraits:
+    """What decisions read of a run's definition (slots, CUDA, movable, duration, checkpointing).
+
+    Kept instead of the definition itself: 100,000 live runs of one sweep share one of these
+    (`traits_of` interns them), and the spec is read from the store only when a run is placed."""
+
+    slots: int = 1
+    needs_cuda: bool = False
+    movable: bool = True
+    duration_s: float | None = None
+    checkpoint_interval: float | None = None
+    restart_cost: float | None = None
+    checkpoint_on_term: bool | None = None
+
+
+_TRAITS: dict[RunTraits, RunTraits] = {}
+
+
+def traits_of(spec_json: str | None) -> RunTraits:
+    """The traits of a stored definition (its `spec_json`), one shared object per distinct value."""
+    spec = json.loads(spec_json or "{}")
+    interval, cost, on_term = spec.get("checkpoint_interval"), spec.get("restart_cost"), spec.get("checkpoint_on_term")
+    duration = spec.get("duration")
+    traits = RunTraits(slots=max(1, int(spec.get("slots") or 1)), needs_cuda=bool((spec.get("executor") or {}).get("cuda")),
+                       movable=bool(spec.get("movable", True)), duration_s=None if duration is None else float(duration),
+                       checkpoint_interval=None if interval is None else float(interval),
+                       restart_cost=None if cost is None else float(cost),
+                       checkpoint_on_term=None if on_term is None else bool(on_term))
+    return _TRAITS.setdefault(traits, traits)
+
+
+@dataclass(slots=True)
 class RunState:
+    """One live run as decisions see it: slots, no per-instance dict, and its definition only
+    as shared `RunTraits` (100,000 queued runs must fit in a few tens of MB)."""
+
     gid: str
     experiment: str
     run_id: str
     cluster: str
     status: RunStatus
     attempt: int
-    spec_json: str
-    depends_on: list[str]
+    traits: RunTraits
+    depends_on: tuple[str, ...]
     max_retries: int
     retries_used: int
     defined: bool = True
@@ -51,42 +88,34 @@ class RunState:
     move_to: str | None = None  # the node holding a slot reserved for its next attempt
     move_slots: int = 0  # how many slots are reserved there
 
-    @cached_property
-    def _spec(self) -> dict:
-        return json.loads(self.spec_json)
-
     @property
     def needs_cuda(self) -> bool:
-        return bool((self._spec.get("executor") or {}).get("cuda"))
+        return self.traits.needs_cuda
 
     @property
     def slots(self) -> int:
         """Slots of one node the run needs (its definition's `slots`, default 1)."""
-        return max(1, int(self._spec.get("slots") or 1))
+        return self.traits.slots
 
     @property
     def movable(self) -> bool:
-        return bool(self._spec.get("movable", True))
+        return self.traits.movable
 
     @property
     def duration_s(self) -> float | None:
-        value = self._spec.get("duration")
-        return float(value) if value is not None else None
+        return self.traits.duration_s
 
     def checkpointing(self) -> tuple[float | None, float | None, bool | None]:
         """Its own checkpoint_interval, restart_cost, checkpoint_on_term (None: the cluster's)."""
-        spec = self._spec
-        interval, cost = spec.get("checkpoint_interval"), spec.get("restart_cost")
-        on_term = spec.get("checkpoint_on_term")
-        return (None if interval is None else float(interval), None if cost is None else float(cost),
-                None if on_term is None else bool(on_term))
+        t = self.traits
+        return t.checkpoint_interval, t.restart_cost, t.checkpoint_on_term
 
     @classmethod
-    def from_row(cls, row: RunRow) -> "RunState":
+    def from_row(cls, row: RunRow | Row) -> "RunState":
         return cls(
-            gid=row.global_id, experiment=row.experiment, run_id=row.run_id, cluster=row.cluster,
-            status=RunStatus(row.status), attempt=row.attempt, spec_json=row.spec_json,
-            depends_on=json.loads(row.depends_on or "[]"), max_retries=row.max_retries,
+            gid=row.global_id, experiment=sys.intern(row.experiment), run_id=row.run_id, cluster=sys.intern(row.cluster),
+            status=RunStatus(row.status), attempt=row.attempt, traits=traits_of(row.spec_json),
+            depends_on=tuple(json.loads(row.depends_on or "[]")), max_retries=row.max_retries,
             retries_used=row.retries_used, defined=row.defined, node=row.node, exit_code=row.exit_code,
             reason=row.reason, queued_at=row.queued_at, started_at=row.started_at, ended_at=row.ended_at,
         )

@@ -40,7 +40,7 @@ class Recovery:
         now = s.now()
         for row in s.store.live_nodes():
             s.nodes[row.name] = NodeInfo.from_row(row)
-        for row in s.store.active_runs():
+        for row in s.store.iter_active_runs():
             run = RunState.from_row(row)
             s.runs[run.gid] = run
             if run.status == RunStatus.ASSIGNED and run.node in s.nodes:

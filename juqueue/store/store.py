@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session
 
 from juqueue.accounting import AttemptSpan, BusyTotal, NodeBill
@@ -107,6 +107,24 @@ class Store:
         with self.session() as s:
             live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
             return list(s.execute(select(RunRow).where(RunRow.status.in_(live))).scalars())  # type: ignore[attr-defined]
+
+    def iter_active_runs(self) -> Iterator[Row]:
+        """The runs that are not final, streamed a page at a time as plain rows (no ORM objects):
+        memory is rebuilt from 100,000 of them without holding them all at once."""
+        live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
+        table = RunRow.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            yield from conn.execute(select(table).where(table.c.status.in_(live)).execution_options(yield_per=5000))
+
+    def spec_jsons(self, gids: Iterable[str]) -> dict[str, str]:
+        """The stored definitions of these runs (placement reads them: memory does not keep them)."""
+        gids = list(gids)
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(gids), _IN_CHUNK):
+                part = gids[start:start + _IN_CHUNK]
+                out.update(conn.execute(select(RunRow.global_id, RunRow.spec_json).where(RunRow.global_id.in_(part))).all())  # type: ignore[attr-defined,arg-type]
+        return out
 
     def runs_by_id(self, gids: Iterable[str]) -> dict[str, RunRow]:
         gids = list(gids)
