@@ -129,7 +129,7 @@ class EventIngest:
         if node.state == NodeState.STARTING:
             self.fleet.node_up(node, now)
         self._note_node_flags(node, ev, now)
-        s.mark_node_dirty(node)
+        s.note_heartbeat(node)  # written with the next tick's batch, not one UPDATE per heartbeat
         self._settle_unreported(node, ev, now)
         self._settle_lost_messages(node, ev, now)
         backend = self.fleet.backends.get(node.backend)
