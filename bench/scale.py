@@ -12,10 +12,11 @@ Parts (`--part`, repeatable; default all three), each against its targets:
 2. `attempts`: a store filled through the store module (runs inserted with Core, `--attempts` ended attempts
    written by `Store.commit` in chunks, as the controller writes them); then `serve` on it: seconds to `/health`
    200, RSS, `GET /api/usage` and `/api/status` times, and the batch p95 while 2 nodes run 400 `true` runs.
-3. `nodes`: `--nodes` simulated nodes on the real broker (bench/scale_nodes.py; at most 4 processes of 250
-   nodes, started by a backend this bench registers), idle: the controller thread's CPU share (from
-   /proc/<pid>/task) and heartbeat handling lag (`/api/status` key `heartbeat_lag_s`). Needs backend
-   registration (`juqueue.backends.registry`): without it the part prints "not available".
+3. `nodes`: `--nodes` simulated nodes on the real broker (bench/scale_nodes.py: at most 4 processes of 250
+   nodes, started by a backend this bench registers through `JUQUEUE_BACKENDS`), each first running one
+   trivial run, then idle: the serve process's CPU share (an upper bound of the controller thread's) and the
+   heartbeat handling lag (the stream's newest entry against the controller group's last read, XINFO, every
+   0.5 s). Without a backend registration point (`juqueue.backends.registry`) it prints "not available".
 
 Usage: python bench/scale.py [--part runs|attempts|nodes]... [--runs 100000] [--attempts 1000000] [--nodes 1000]
        [--phase-s 60] [--keep]
