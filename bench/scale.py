@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -67,10 +68,19 @@ def batch_p95(srv: Serve) -> float | None:
 
 
 def cli_seconds(srv: Serve, *args: str) -> float:
+    """Wall seconds of one CLI command; its CPU seconds (user + system) go to `cli_cpu` (a loaded machine
+    stretches the wall time of a short process many times over)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "juqueue", *args, "--work-dir", str(srv.work_dir)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cli_cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall
+
+
+cli_cpu: list[float] = []
 
 
 def restart_timed(srv: Serve, timeout: float = 600) -> tuple[float, float | None]:
@@ -139,8 +149,9 @@ def part_runs(root: Path, n: int, phase_s: float) -> None:
         assert srv.proc is not None
         report("runs: controller batch p95 while 2x8 slots run `true`", batch_p95(srv), "ms", TARGETS["batch_p95_ms"])
         report("runs: serve RSS while they run", rss_mb(srv.proc.pid), "MB", TARGETS["rss_mb"])
-        report("runs: `juqueue runs --status failed`", min(cli_seconds(srv, "runs", "--status", "failed") for _ in range(3)),
-               "s", TARGETS["cli_failed_s"])
+        report("runs: `juqueue runs --status failed` (wall, best of 3)",
+               min(cli_seconds(srv, "runs", "--status", "failed") for _ in range(3)), "s", TARGETS["cli_failed_s"])
+        report("runs: `juqueue runs --status failed` (its CPU, best of 3)", min(cli_cpu[-3:]), "s")
         counts = srv.api("GET", "/api/status").json().get("counts") or {}
         log(f"runs: before the restart: {counts}")
         health, loaded = restart_timed(srv)

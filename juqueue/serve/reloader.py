@@ -4,6 +4,8 @@ re-read and applied, with a confirmation when many live runs would stop."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import threading
 
@@ -17,6 +19,16 @@ from juqueue.serve.context import ServeContext
 log = logging.getLogger("juqueue.server")
 
 CONFIRM_STOPS = 10  # a reload that stops more live runs than this needs `--yes`
+
+
+def release_memory() -> None:
+    """Hand what a reload's definitions held (about 4 KB per run while they are read: 100,000 runs
+    are 400 MB) back to the system: collected, then glibc's free heap trimmed (elsewhere: no-op)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class Reloader:
@@ -67,6 +79,8 @@ class Reloader:
             controller.definition_errors = errors
             return {"added": [], "updated": [], "undefined": [], "stopped": [], "errors": errors, "clusters": cluster_changes}
         summary = controller.call(lambda: controller.apply_definitions(result))
+        del result
+        release_memory()
         summary["errors"] = cluster_errors + summary["errors"]  # type: ignore[index]
         summary["clusters"] = cluster_changes  # type: ignore[index]
         if cluster_errors:
