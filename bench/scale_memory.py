@@ -54,9 +54,10 @@ def main() -> int:
     tracemalloc.start()
     runs = {}
     queue = RunQueue()
-    rows = store.iter_active_runs() if hasattr(store, "iter_active_runs") else store.active_runs()
+    new = hasattr(store, "iter_active_runs")
+    rows = store.iter_active_runs(RunState.COLUMNS) if new else store.active_runs()  # type: ignore[attr-defined]
     for row in rows:
-        run = RunState.from_row(row)
+        run = RunState.from_values(row) if new else RunState.from_row(row)  # type: ignore[attr-defined]
         runs[run.gid] = run
         queue.add_ready(run.gid, run.cluster, run.slots)
     gc.collect()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from juqueue.accounting import AttemptSpan, BusyTotal, NodeBill
@@ -108,13 +108,15 @@ class Store:
             live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
             return list(s.execute(select(RunRow).where(RunRow.status.in_(live))).scalars())  # type: ignore[attr-defined]
 
-    def iter_active_runs(self) -> Iterator[Row]:
-        """The runs that are not final, streamed a page at a time as plain rows (no ORM objects):
-        memory is rebuilt from 100,000 of them without holding them all at once."""
+    def iter_active_runs(self, columns: Iterable[str]) -> Iterator[tuple]:  # type: ignore[type-arg]
+        """`columns` of the runs that are not final, streamed a page at a time as plain tuples (no
+        ORM objects): memory is rebuilt from 100,000 of them without holding them all at once."""
         live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
         table = RunRow.__table__  # type: ignore[attr-defined]
+        stmt = select(*(table.c[c] for c in columns)).where(table.c.status.in_(live)).execution_options(yield_per=5000)
         with self.engine.connect() as conn:
-            yield from conn.execute(select(table).where(table.c.status.in_(live)).execution_options(yield_per=5000))
+            for row in conn.execute(stmt):
+                yield tuple(row)
 
     def spec_jsons(self, gids: Iterable[str]) -> dict[str, str]:
         """The stored definitions of these runs (placement reads them: memory does not keep them)."""
@@ -139,11 +141,14 @@ class Store:
         if not gids:
             return {}
         when = func.coalesce(AttemptRow.ended_at, AttemptRow.started_at, AttemptRow.published_at)
-        stmt = (select(AttemptRow.global_id, func.max(when))
-                .where(AttemptRow.global_id.in_(gids), AttemptRow.stop_reason == "move")  # type: ignore[attr-defined]
-                .group_by(AttemptRow.global_id))
+        out: dict[str, float] = {}
         with self.session() as s:
-            return {gid: float(ts) for gid, ts in s.execute(stmt).all() if ts is not None}
+            for start in range(0, len(gids), _IN_CHUNK):  # 100,000 live runs: SQLite allows 32,766 values per statement
+                stmt = (select(AttemptRow.global_id, func.max(when))
+                        .where(AttemptRow.global_id.in_(gids[start:start + _IN_CHUNK]), AttemptRow.stop_reason == "move")  # type: ignore[attr-defined]
+                        .group_by(AttemptRow.global_id))
+                out.update((gid, float(ts)) for gid, ts in s.execute(stmt).all() if ts is not None)
+        return out
 
     def completed_durations(self, experiments: Iterable[str], limit: int = 200) -> dict[str, list[float]]:
         """Run times of each experiment's latest completed runs: the basis of expected durations."""
