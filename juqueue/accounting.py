@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -77,24 +78,48 @@ class Usage:
         }
 
 
-def compute_usage(nodes: list[NodeBill], attempts: list[AttemptSpan], now: float) -> Usage:
+@dataclass(frozen=True)
+class BusyTotal:
+    """The ended attempts of one experiment on one node (node None: attempts that had none),
+    summed: the store keeps these as running totals, so accounting never reads every attempt."""
+
+    node: str | None
+    experiment: str
+    busy_s: float
+    lost_s: float = 0.0
+
+
+def ended_contribution(node: str | None, global_id: str, started_at: float | None, ended_at: float | None,
+                       interrupted: bool) -> tuple[tuple[str, str], float, float] | None:
+    """What one attempt adds to the running totals once it ended: ((node or "", experiment),
+    busy seconds, lost seconds); None while it has not both started and ended. Counted as the
+    attempts are read for `compute_usage` (one slot each), so totals and a recount agree."""
+    if started_at is None or ended_at is None:
+        return None
+    busy = AttemptSpan(node, global_id.split("@", 1)[0], started_at, ended_at, interrupted).busy_s(ended_at)
+    return (node or "", global_id.split("@", 1)[0]), busy, busy if interrupted else 0.0
+
+
+def compute_usage(nodes: list[NodeBill], attempts: list[AttemptSpan], now: float,
+                  totals: Iterable[BusyTotal] = ()) -> Usage:
+    """Usage from the nodes' billing, attempts (live ones bill up to `now`) and the ended
+    attempts' running totals (each ended attempt counted once, in `attempts` or in `totals`)."""
     usage = Usage()
     by_node: dict[str, NodeBill] = {n.name: n for n in nodes}
     busy: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # node -> experiment -> slot-s
-    for a in attempts:
-        seconds = a.busy_s(now)
-        exp = usage.experiments.setdefault(a.experiment, Totals())
+    spans = [(a.node, a.experiment, a.busy_s(now), a.busy_s(now) if a.interrupted else 0.0) for a in attempts]
+    spans += [(t.node, t.experiment, t.busy_s, t.lost_s) for t in totals]
+    for node_name, experiment, seconds, lost in spans:
+        exp = usage.experiments.setdefault(experiment, Totals())
         exp.busy_slot_seconds += seconds
-        if a.interrupted:
-            exp.lost_seconds += seconds
-        node = by_node.get(a.node or "")
+        exp.lost_seconds += lost
+        node = by_node.get(node_name or "")
         if node is None:
             continue
-        busy[node.name][a.experiment] += seconds
+        busy[node.name][experiment] += seconds
         cluster = usage.clusters.setdefault(node.cluster, Totals())
         cluster.busy_slot_seconds += seconds
-        if a.interrupted:
-            cluster.lost_seconds += seconds
+        cluster.lost_seconds += lost
     for node in nodes:
         billed = node.billed_s(now)
         cluster = usage.clusters.setdefault(node.cluster, Totals())

@@ -24,3 +24,4 @@ class AppContext:
     request_stop: Callable[[bool], dict]  # (cancel_jobs) -> what will happen; the server stops shortly after
     flower_url: str | None = None
     stopping: Callable[[], bool] = lambda: False  # true once the server shuts down: open streams end
+    loading: Callable[[], bool] = lambda: False  # true while the first reload after start runs

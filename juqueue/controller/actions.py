@@ -11,6 +11,7 @@ from collections.abc import Collection
 from juqueue.broker.leases import Leases
 from juqueue.controller.lifecycle import RunLifecycle
 from juqueue.controller.publisher import Publisher
+from juqueue.controller.records import traits_of
 from juqueue.controller.state import ControllerState, RunState
 from juqueue.controller.budgets import BudgetKeeper
 from juqueue.controller.config import ClusterHealth
@@ -163,8 +164,7 @@ class UserActions:
             run, row = s.runs.get(gid), rows.get(gid) or s.store.runs_by_id([gid]).get(gid)
             if run is None or row is None:
                 continue
-            run.spec_json, run.max_retries, run.defined = row.spec_json, row.max_retries, row.defined
-            run.__dict__.pop("_spec", None)  # the cached parse of the old definition
+            run.traits, run.max_retries, run.defined = traits_of(row.spec_json), row.max_retries, row.defined
             if gid in summary.restart and run.status.is_live:
                 why = "its definition changed" if row.defined else "it was removed from its definition file"
                 self.stop_attempt(run, StopReason.REDEFINED, f"stopped: {why} (reload)")

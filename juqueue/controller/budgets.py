@@ -39,8 +39,8 @@ class BudgetKeeper:
         live = frozenset(self.s.nodes)  # a node that ended (left memory) changes what was spent
         if live == self._live_nodes and time.monotonic() - self._refreshed_at < max_age_s:
             return
-        nodes, attempts = self.s.store.usage_inputs()
-        usage = compute_usage(nodes, attempts, self.s.now())
+        nodes, attempts, ended = self.s.store.usage_inputs()  # O(nodes + live attempts): running totals
+        usage = compute_usage(nodes, attempts, self.s.now(), ended)
         self.spent_cluster = {c: t.node_seconds for c, t in usage.clusters.items()}
         self.spent_experiment = {e: t.node_seconds for e, t in usage.experiments.items()}
         self._refreshed_at, self._live_nodes = time.monotonic(), live

@@ -334,6 +334,7 @@ class Controller:
         self.fleet.stop_idle_nodes(now)
         self.replacements.start_due(now)
         self.usage.sample(now)
+        self.s.flush_heartbeats()
         self.s.dirty_placement = True
 
 

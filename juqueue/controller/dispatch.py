@@ -54,6 +54,7 @@ class Dispatch:
         # `now` is when the batch began, before its commands ran (a reload queues runs after it):
         # the attempt records when it was handed out, so queued -> published is never negative.
         stamp = s.now()
+        specs = s.store.spec_jsons(g for g, _, _ in placed)  # memory keeps only what decisions read
         for gid, node_name, slots in placed:
             run, node = s.runs[gid], s.nodes[node_name]
             s.queue.remove(gid)
@@ -67,7 +68,7 @@ class Dispatch:
             s.batch.new_attempts.append({"global_id": gid, "number": run.attempt, "node": node_name, "published_at": stamp,
                                          "slot": slots[0], "slots": json.dumps(list(slots))})
             s.batch.event(gid, "assigned", run.attempt, node_name, f"slots {','.join(map(str, slots))}", stamp)
-            to_publish.append(Assignment(gid, run.experiment, run.run_id, run.attempt, node_name, run.spec_json, tuple(slots)))
+            to_publish.append(Assignment(gid, run.experiment, run.run_id, run.attempt, node_name, specs.get(gid, "{}"), tuple(slots)))
         if to_publish:
             s.commit()  # the store knows the attempt before any worker can see it
             self.publisher.publish(to_publish)

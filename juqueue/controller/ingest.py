@@ -162,7 +162,7 @@ class EventIngest:
         if node.state == NodeState.STARTING:
             self.fleet.node_up(node, now)
         self._note_node_flags(node, ev, now)
-        s.mark_node_dirty(node)
+        s.note_heartbeat(node)  # written with the next tick's batch, not one UPDATE per heartbeat
         if ev.checkpoints:
             self._note_checkpoints(ev)
         self._settle_unreported(node, ev, now)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from juqueue.policy.queue_order import QueueKey, queue_key
 from juqueue.status import NodeState, RunStatus, StopReason
@@ -15,16 +15,75 @@ from juqueue.store.tables import NodeRow, RunRow
 USER_DRAIN_MARK = "drained by user"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class RunTraits:
+    """What decisions read of a run's definition (slots, CUDA, movable, duration, checkpointing).
+
+    Kept instead of the definition itself: 100,000 live runs of one sweep share one of these
+    (`traits_of` interns them), and the spec is read from the store only when a run is placed."""
+
+    slots: int = 1
+    needs_cuda: bool = False
+    movable: bool = True
+    duration_s: float | None = None
+    checkpoint_interval: float | None = None
+    restart_cost: float | None = None
+    checkpoint_on_term: bool | None = None
+    priority: int = 0
+
+
+_TRAITS: dict[RunTraits, RunTraits] = {}
+_BY_TAIL: dict[str, RunTraits] = {}  # the spec from its "executor" key on -> its traits (bounded)
+_TRAIT_KEYS = ('"slots"', '"movable"', '"duration"', '"checkpoint_interval"', '"restart_cost"', '"checkpoint_on_term"', '"cuda"',
+               '"priority"')
+
+
+def traits_of(spec_json: str | None) -> RunTraits:
+    """The traits of a stored definition (its `spec_json`), one shared object per distinct value.
+
+    Runs of one sweep differ in their id and command, which come before `executor` in the stored
+    JSON, and agree after it: when nothing before the first `"executor"` names a trait, every
+    trait is in that tail, so runs with the same tail share traits without parsing (100,000 runs
+    are rebuilt at start)."""
+    spec_json = spec_json or "{}"
+    cut = spec_json.find('"executor"')
+    tail = spec_json[cut:] if cut > 0 and not any(k in spec_json[:cut] for k in _TRAIT_KEYS) else None
+    if tail is not None and tail in _BY_TAIL:
+        return _BY_TAIL[tail]
+    traits = _parse_traits(spec_json)
+    if tail is not None:
+        if len(_BY_TAIL) >= 4096:
+            _BY_TAIL.clear()
+        _BY_TAIL[tail] = traits
+    return traits
+
+
+def _parse_traits(spec_json: str) -> RunTraits:
+    spec = json.loads(spec_json)
+    interval, cost, on_term = spec.get("checkpoint_interval"), spec.get("restart_cost"), spec.get("checkpoint_on_term")
+    duration = spec.get("duration")
+    traits = RunTraits(slots=max(1, int(spec.get("slots") or 1)), needs_cuda=bool((spec.get("executor") or {}).get("cuda")),
+                       movable=bool(spec.get("movable", True)), duration_s=None if duration is None else float(duration),
+                       checkpoint_interval=None if interval is None else float(interval),
+                       restart_cost=None if cost is None else float(cost),
+                       checkpoint_on_term=None if on_term is None else bool(on_term),
+                       priority=int(spec.get("priority") or 0))
+    return _TRAITS.setdefault(traits, traits)
+
+
+@dataclass(slots=True)
 class RunState:
+    """One live run as decisions see it: slots, no per-instance dict, and its definition only
+    as shared `RunTraits` (100,000 queued runs must fit in a few tens of MB)."""
+
     gid: str
     experiment: str
     run_id: str
     cluster: str
     status: RunStatus
     attempt: int
-    spec_json: str
-    depends_on: list[str]
+    traits: RunTraits
+    depends_on: tuple[str, ...]
     max_retries: int
     retries_used: int
     defined: bool = True
@@ -54,31 +113,26 @@ class RunState:
     move_to: str | None = None  # the node holding a slot reserved for its next attempt
     move_slots: int = 0  # how many slots are reserved there
 
-    @cached_property
-    def _spec(self) -> dict:
-        return json.loads(self.spec_json)
-
     @property
     def needs_cuda(self) -> bool:
-        return bool((self._spec.get("executor") or {}).get("cuda"))
+        return self.traits.needs_cuda
 
     @property
     def slots(self) -> int:
         """Slots of one node the run needs (its definition's `slots`, default 1)."""
-        return max(1, int(self._spec.get("slots") or 1))
+        return self.traits.slots
 
     @property
     def movable(self) -> bool:
-        return bool(self._spec.get("movable", True))
+        return self.traits.movable
 
     @property
     def duration_s(self) -> float | None:
-        value = self._spec.get("duration")
-        return float(value) if value is not None else None
+        return self.traits.duration_s
 
     @property
     def priority(self) -> int:
-        return int(self._spec.get("priority") or 0)
+        return self.traits.priority
 
     def queue_key(self) -> QueueKey:
         """Its place among the ready runs of its cluster (policy.queue_order)."""
@@ -86,18 +140,31 @@ class RunState:
 
     def checkpointing(self) -> tuple[float | None, float | None, bool | None]:
         """Its own checkpoint_interval, restart_cost, checkpoint_on_term (None: the cluster's)."""
-        spec = self._spec
-        interval, cost = spec.get("checkpoint_interval"), spec.get("restart_cost")
-        on_term = spec.get("checkpoint_on_term")
-        return (None if interval is None else float(interval), None if cost is None else float(cost),
-                None if on_term is None else bool(on_term))
+        t = self.traits
+        return t.checkpoint_interval, t.restart_cost, t.checkpoint_on_term
+
+    COLUMNS = ("global_id", "experiment", "run_id", "cluster", "status", "attempt", "spec_json", "depends_on",
+               "max_retries", "retries_used", "defined", "node", "exit_code", "reason", "queued_at", "started_at", "ended_at", "def_order")
+
+    @classmethod
+    def from_values(cls, values: tuple) -> "RunState":  # type: ignore[type-arg]
+        """From the runs columns `COLUMNS`, in that order (memory rebuilt from 100,000 plain tuples)."""
+        (gid, experiment, run_id, cluster, status, attempt, spec_json, depends_on, max_retries, retries_used,
+         defined, node, exit_code, reason, queued_at, started_at, ended_at, def_order) = values
+        return cls(
+            gid=gid, experiment=sys.intern(experiment), run_id=run_id, cluster=sys.intern(cluster),
+            status=RunStatus(status), attempt=attempt, traits=traits_of(spec_json),
+            depends_on=() if depends_on in (None, "", "[]") else tuple(json.loads(depends_on)), max_retries=max_retries,
+            retries_used=retries_used, defined=defined, node=node, exit_code=exit_code,
+            reason=reason, queued_at=queued_at, started_at=started_at, ended_at=ended_at, def_order=def_order,
+        )
 
     @classmethod
     def from_row(cls, row: RunRow) -> "RunState":
         return cls(
-            gid=row.global_id, experiment=row.experiment, run_id=row.run_id, cluster=row.cluster,
-            status=RunStatus(row.status), attempt=row.attempt, spec_json=row.spec_json,
-            depends_on=json.loads(row.depends_on or "[]"), max_retries=row.max_retries,
+            gid=row.global_id, experiment=sys.intern(row.experiment), run_id=row.run_id, cluster=sys.intern(row.cluster),
+            status=RunStatus(row.status), attempt=row.attempt, traits=traits_of(row.spec_json),
+            depends_on=() if row.depends_on in (None, "", "[]") else tuple(json.loads(row.depends_on)), max_retries=row.max_retries,
             retries_used=row.retries_used, defined=row.defined, node=row.node, exit_code=row.exit_code,
             reason=row.reason, queued_at=row.queued_at, started_at=row.started_at, ended_at=row.ended_at,
             def_order=row.def_order,

@@ -40,8 +40,8 @@ class Recovery:
         now = s.now()
         for row in s.store.live_nodes():
             s.nodes[row.name] = NodeInfo.from_row(row)
-        for row in s.store.active_runs():
-            run = RunState.from_row(row)
+        for values in s.store.iter_active_runs(RunState.COLUMNS):
+            run = RunState.from_values(values)
             s.runs[run.gid] = run
             if run.status == RunStatus.ASSIGNED and run.node in s.nodes:
                 run.unlisted_deadline = now + s.message_grace(s.nodes[run.node])

@@ -53,6 +53,7 @@ class ControllerState:
         self.surplus: set[str] = set()  # nodes above their cluster's target: placed on last
         self.moving: set[str] = set()  # runs with a reserved slot (move_to)
         self.durations: dict[str, list[float]] = {}  # experiment -> run times of completed runs
+        self.heartbeats: set[str] = set()  # nodes whose last_heartbeat the store has not seen yet
 
     def reserve(self, run: RunState, node: str) -> None:
         """The run's slots on `node` are promised to its next attempt; no other run gets them."""
@@ -86,6 +87,20 @@ class ControllerState:
 
     def mark_node_dirty(self, node: NodeInfo) -> None:
         self.batch.nodes[node.name] = node.columns()
+
+    def note_heartbeat(self, node: NodeInfo) -> None:
+        """A heartbeat moves only `last_heartbeat`: 1,000 nodes make 200 of them a second, so
+        they reach the store once per tick (`flush_heartbeats`), all in one statement."""
+        self.heartbeats.add(node.name)
+
+    def flush_heartbeats(self) -> None:
+        """Put the heartbeats seen since the last tick into the batch (memory has them already:
+        liveness reads memory; the store's copy may be a tick old)."""
+        for name in self.heartbeats:
+            node = self.nodes.get(name)
+            if node is not None:
+                self.batch.nodes.setdefault(name, {})["last_heartbeat"] = node.last_heartbeat
+        self.heartbeats.clear()
 
     def attempt_columns(self, run: RunState) -> dict:
         """The pending column updates of the run's current attempt (created on first use)."""

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import ValidationError
 
+from juqueue.backends.registry import cluster_types
 from juqueue.definitions.models import ClusterSpec
 from juqueue.errors import ConfigError
 
@@ -64,9 +65,9 @@ def _normalize(path: Path, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     """Aliases applied, meaningless keys dropped with a warning, unknown keys rejected."""
     ctype = raw.get("type")
     if ctype is None:
-        raise _fail(path, name, "type", "missing required field (local or slurm)")
-    if ctype not in ("local", "slurm"):
-        raise _fail(path, name, "type", f"unknown cluster type {ctype!r} (local or slurm)")
+        raise _fail(path, name, "type", f"missing required field ({' or '.join(cluster_types())})")
+    if ctype not in cluster_types():
+        raise _fail(path, name, "type", f"unknown cluster type {ctype!r} ({' or '.join(cluster_types())})")
     known = set(ClusterSpec.model_fields) - {"name"}
     out: dict[str, Any] = {}
     origin: dict[str, str] = {}

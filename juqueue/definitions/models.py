@@ -116,12 +116,13 @@ class LoadResult(BaseModel):
 
 
 class ClusterSpec(BaseModel):
-    """One cluster from clusters.yaml, `local` or `slurm`."""
+    """One cluster from clusters.yaml: `local`, `slurm`, or a registered backend's type
+    (`juqueue.backends.registry`; clusters.yaml's parser checks it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    type: Literal["local", "slurm"]
+    type: str
     num_slots: int = Field(1, ge=1)
     max_jobs: int = Field(1, ge=0)
     cpus_per_slot: int | None = Field(None, ge=1)

@@ -48,7 +48,8 @@ class ApiStep:
                              clusters=lambda: controller.clusters_view, port=ctx.port, reload=ctx.reload,
                              request_stop=lambda cancel_jobs: self.request_stop(ctx, cancel_jobs),
                              flower_url=f"http://127.0.0.1:{opts.flower_port}/flower" if opts.flower_port else None,
-                             stopping=lambda: self._uvicorn is not None and bool(self._uvicorn.should_exit))
+                             stopping=lambda: self._uvicorn is not None and bool(self._uvicorn.should_exit),
+                             loading=lambda: ctx.loading)
         # Open event streams end by themselves once should_exit is set (they look every 0.5 s);
         # the timeout cancels whatever response still runs after it, so a stream never holds the stop.
         config = uvicorn.Config(create_app(app_ctx), host=opts.host, port=ctx.port or 0, log_level="warning", access_log=False,

@@ -33,8 +33,9 @@ class BackendsStep:
 
     def start(self, ctx: ServeContext) -> None:
         from juqueue.backends.local import LocalBackend
+        from juqueue.backends.registry import registered_backends
 
-        backends: dict[str, NodeBackend] = {"local": LocalBackend(ctx.work)}
+        backends: dict[str, NodeBackend] = {"local": LocalBackend(ctx.work), **registered_backends(ctx.work)}
         add_slurm_backend(backends, ctx.work, ctx.clusters)
         ctx.backends = backends
 

@@ -51,6 +51,7 @@ class ServeContext:
     slurm_jobs_alive: bool = False  # set when the controller stopped: the embedded broker then stays up
     # the reloader step: reload(yes=...) re-reads clusters.yaml and the definitions and applies them
     reload: "Callable[..., dict] | None" = None
+    loading: bool = False  # the first reload after start runs in the background: runs may be missing till it is over
     # set by `juqueue stop` through the API
     cancel_jobs: bool = False
 

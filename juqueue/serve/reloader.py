@@ -4,7 +4,10 @@ re-read and applied, with a confirmation when many live runs would stop."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
+import threading
 
 from juqueue.controller.controller import Controller
 from juqueue.definitions.models import ClusterSpec
@@ -16,6 +19,16 @@ from juqueue.serve.context import ServeContext
 log = logging.getLogger("juqueue.server")
 
 CONFIRM_STOPS = 10  # a reload that stops more live runs than this needs `--yes`
+
+
+def release_memory() -> None:
+    """Hand what a reload's definitions held (about 4 KB per run while they are read: 100,000 runs
+    are 400 MB) back to the system: collected, then glibc's free heap trimmed (elsewhere: no-op)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class Reloader:
@@ -66,6 +79,8 @@ class Reloader:
             controller.definition_errors = errors
             return {"added": [], "updated": [], "undefined": [], "stopped": [], "errors": errors, "clusters": cluster_changes}
         summary = controller.call(lambda: controller.apply_definitions(result))
+        del result
+        release_memory()
         summary["errors"] = cluster_errors + summary["errors"]  # type: ignore[index]
         summary["clusters"] = cluster_changes  # type: ignore[index]
         if cluster_errors:
@@ -88,8 +103,9 @@ class Reloader:
 
 class ReloaderStep:
     """Reads the def dir and the settings' evaluation timeout; fills ctx.reload. At start the
-    definitions are applied (nothing runs yet, so nothing to confirm) and their errors logged;
-    a new store adopts the original JuQueue's statuses. Stop undoes nothing."""
+    definitions are applied (nothing to confirm) in the background, so the API answers while
+    100,000 runs are read (ctx.loading, `/api/status` key `loading`, says so); their errors are
+    logged; a new store adopts the original JuQueue's statuses. Reloads take turns. Stop undoes nothing."""
 
     name = "reloader"
     requires: tuple[str, ...] = ("controller",)
@@ -97,12 +113,29 @@ class ReloaderStep:
     def start(self, ctx: ServeContext) -> None:
         assert ctx.controller is not None
         reloader = Reloader(ctx, ctx.controller)
-        summary = reloader.reload(yes=True, reread_clusters=False)
-        for error in summary["errors"]:
-            log.error("definition error: %s", error)
-        if ctx.fresh_store:
-            reloader.adopt_original_statuses()
-        ctx.reload = reloader.reload
+        turn = threading.Lock()  # the first reload holds it until it is over
+
+        def reload(yes: bool = False) -> dict:
+            with turn:
+                return reloader.reload(yes=yes)
+
+        def first() -> None:
+            try:
+                summary = reloader.reload(yes=True, reread_clusters=False)
+                for error in summary["errors"]:
+                    log.error("definition error: %s", error)
+                if ctx.fresh_store:
+                    reloader.adopt_original_statuses()
+            except Exception:
+                log.exception("reading the definitions at start failed: `juqueue reload` tries again")
+            finally:
+                ctx.loading = False
+                turn.release()
+
+        ctx.loading = True
+        turn.acquire()
+        threading.Thread(target=first, name="juqueue-first-reload", daemon=True).start()
+        ctx.reload = reload
 
     def stop(self, ctx: ServeContext) -> None:
         ctx.reload = None

@@ -105,6 +105,24 @@ def _v7_checkpoints_and_queue_order(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN def_order INTEGER")
 
 
+def _v8_usage_totals(conn: Connection) -> None:
+    """usage_totals (ended attempts summed per node and experiment, filled from the attempts
+    there are) and the index on attempts.ended_at (the live attempts are read by it)."""
+    from juqueue.store.usage_totals import fill_from_attempts
+
+    frozen = MetaData()  # the table as version 8 defines it, whatever later versions make of it
+    Table(
+        "usage_totals", frozen,
+        Column("node", String, primary_key=True),
+        Column("experiment", String, primary_key=True),
+        Column("busy_s", Float, nullable=False),
+        Column("lost_s", Float, nullable=False),
+        Column("attempts", Integer, nullable=False),
+    ).create(conn)
+    conn.exec_driver_sql("CREATE INDEX ix_attempts_ended_at ON attempts (ended_at)")
+    fill_from_attempts(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
@@ -112,6 +130,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "add nodes.replaces and nodes.protected_until", _v5_node_replacement),
     Migration(6, "add the runs list's indexes", _v6_run_list_indexes),
     Migration(7, "add attempts.last_checkpoint_at and runs.def_order", _v7_checkpoints_and_queue_order),
+    Migration(8, "add usage_totals, filled from the attempts, and the index on attempts.ended_at", _v8_usage_totals),
 )
 
 

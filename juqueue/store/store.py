@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from juqueue.accounting import AttemptSpan, NodeBill
+from juqueue.accounting import AttemptSpan, BusyTotal, NodeBill
 from juqueue.definitions.models import LoadResult
-from juqueue.status import EndReason, RunStatus
+from juqueue.status import RunStatus
+from juqueue.store import usage_totals
 from juqueue.store.definition_sync import ApplySummary, apply_definitions
 from juqueue.store.experiment_reads import RemainingWork, remaining_work
 from juqueue.store.run_query import RunFilter, order_by
@@ -77,6 +78,7 @@ class Store:
                 for cols, group in _group_by_columns(rows).items():
                     stmt = update(RunRow).where(RunRow.global_id == bindparam("b_gid")).values({c: bindparam(c) for c in cols})
                     conn.execute(stmt, group)
+            deltas = usage_totals.deltas_of(conn, batch.new_attempts, batch.attempts)  # before the updates
             if batch.new_attempts:
                 conn.execute(insert(AttemptRow), batch.new_attempts)
             if batch.attempts:
@@ -88,6 +90,7 @@ class Store:
                         .values({c: bindparam(c) for c in cols})
                     )
                     conn.execute(stmt, group)
+            usage_totals.apply_deltas(conn, deltas)
             if batch.events:
                 conn.execute(insert(EventRow), batch.events)
             if batch.usage_samples:
@@ -106,6 +109,26 @@ class Store:
             live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
             return list(s.execute(select(RunRow).where(RunRow.status.in_(live))).scalars())  # type: ignore[attr-defined]
 
+    def iter_active_runs(self, columns: Iterable[str]) -> Iterator[tuple]:  # type: ignore[type-arg]
+        """`columns` of the runs that are not final, streamed a page at a time as plain tuples (no
+        ORM objects): memory is rebuilt from 100,000 of them without holding them all at once."""
+        live = [RunStatus.HELD.value, RunStatus.QUEUED.value, RunStatus.ASSIGNED.value, RunStatus.RUNNING.value]
+        table = RunRow.__table__  # type: ignore[attr-defined]
+        stmt = select(*(table.c[c] for c in columns)).where(table.c.status.in_(live)).execution_options(yield_per=5000)
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                yield tuple(row)
+
+    def spec_jsons(self, gids: Iterable[str]) -> dict[str, str]:
+        """The stored definitions of these runs (placement reads them: memory does not keep them)."""
+        gids = list(gids)
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(gids), _IN_CHUNK):
+                part = gids[start:start + _IN_CHUNK]
+                out.update(conn.execute(select(RunRow.global_id, RunRow.spec_json).where(RunRow.global_id.in_(part))).all())  # type: ignore[attr-defined,arg-type]
+        return out
+
     def runs_by_id(self, gids: Iterable[str]) -> dict[str, RunRow]:
         gids = list(gids)
         if not gids:
@@ -119,11 +142,14 @@ class Store:
         if not gids:
             return {}
         when = func.coalesce(AttemptRow.ended_at, AttemptRow.started_at, AttemptRow.published_at)
-        stmt = (select(AttemptRow.global_id, func.max(when))
-                .where(AttemptRow.global_id.in_(gids), AttemptRow.stop_reason == "move")  # type: ignore[attr-defined]
-                .group_by(AttemptRow.global_id))
+        out: dict[str, float] = {}
         with self.session() as s:
-            return {gid: float(ts) for gid, ts in s.execute(stmt).all() if ts is not None}
+            for start in range(0, len(gids), _IN_CHUNK):  # 100,000 live runs: SQLite allows 32,766 values per statement
+                stmt = (select(AttemptRow.global_id, func.max(when))
+                        .where(AttemptRow.global_id.in_(gids[start:start + _IN_CHUNK]), AttemptRow.stop_reason == "move")  # type: ignore[attr-defined]
+                        .group_by(AttemptRow.global_id))
+                out.update((gid, float(ts)) for gid, ts in s.execute(stmt).all() if ts is not None)
+        return out
 
     def completed_durations(self, experiments: Iterable[str], limit: int = 200) -> dict[str, list[float]]:
         """Run times of each experiment's latest completed runs: the basis of expected durations."""
@@ -139,25 +165,11 @@ class Store:
                 out[exp] = [max(0.0, e - st) for st, e in rows]
         return out
 
-    def usage_inputs(self) -> tuple[list[NodeBill], list[AttemptSpan]]:
-        """What node-hour accounting reads: every node's billed interval and every attempt that
-        started (only the columns it needs, so 100,000 attempts stay cheap)."""
-        with self.session() as s:
-            nodes = [
-                NodeBill(name, cluster, slots, bf, bu, bool(est))
-                for name, cluster, slots, bf, bu, est in s.execute(
-                    select(NodeRow.name, NodeRow.cluster, NodeRow.slots_total, NodeRow.billed_from,
-                           NodeRow.billed_until, NodeRow.billed_estimated)
-                ).all()
-            ]
-            attempts = [
-                AttemptSpan(node, gid.split("@", 1)[0], started, ended, reason == EndReason.INTERRUPTED.value)
-                for gid, node, started, ended, reason in s.execute(
-                    select(AttemptRow.global_id, AttemptRow.node, AttemptRow.started_at, AttemptRow.ended_at,
-                           AttemptRow.end_reason).where(AttemptRow.started_at.is_not(None))  # type: ignore[union-attr]
-                ).all()
-            ]
-        return nodes, attempts
+    def usage_inputs(self) -> tuple[list[NodeBill], list[AttemptSpan], list[BusyTotal]]:
+        """What node-hour accounting reads: every node's billed interval, the attempts that run
+        now and the running totals of those that ended (`usage_totals`): no attempt history."""
+        with self.engine.connect() as conn:
+            return usage_totals.usage_inputs(conn)
 
     def usage_series(self, since: float | None = None) -> dict[str, list[tuple[float, int, int]]]:
         stmt = select(UsageSampleRow.cluster, UsageSampleRow.ts, UsageSampleRow.nodes, UsageSampleRow.slots_busy)

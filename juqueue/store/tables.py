@@ -64,7 +64,7 @@ class AttemptRow(SQLModel, table=True):
     pgid_start: Optional[int] = None  # the group leader's start time (clock ticks): guards pid reuse
     published_at: Optional[float] = None
     started_at: Optional[float] = None
-    ended_at: Optional[float] = None
+    ended_at: Optional[float] = Field(default=None, index=True)  # indexed (schema version 7): the live attempts are those without
     exit_code: Optional[int] = None
     end_reason: Optional[str] = None  # exited / interrupted / cancelled
     interrupted_by: Optional[str] = None  # node lost, wall time, moved, stop, cancel, ...
@@ -129,3 +129,16 @@ class EventRow(SQLModel, table=True):
     attempt: Optional[int] = None
     node: Optional[str] = None
     detail: Optional[str] = None
+
+
+class UsageTotalRow(SQLModel, table=True):
+    """Ended attempts summed per node and experiment (schema version 7; node "" for attempts
+    without one), kept by the batch commit so accounting never reads every attempt."""
+
+    __tablename__ = "usage_totals"
+
+    node: str = Field(primary_key=True)
+    experiment: str = Field(primary_key=True)
+    busy_s: float = 0.0
+    lost_s: float = 0.0
+    attempts: int = 0

@@ -37,7 +37,8 @@ def log_tail(log_path: Path, n: int = 4000) -> str:
 
 def wait_serve_ready(proc: subprocess.Popen, url: str, work_dir: Path, log_path: Path, timeout: float = 60,
                      error: type[Exception] = AssertionError) -> None:
-    """Until GET /health answers 200 and the token file exists; `error` with the log's tail if serve
+    """Until GET /health answers 200, the token file exists and the first reload is over (`/api/status` key
+    `loading`); `error` with the log's tail if serve
     exits or does not answer within `timeout` s."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -45,7 +46,10 @@ def wait_serve_ready(proc: subprocess.Popen, url: str, work_dir: Path, log_path:
             raise error(f"serve exited with {proc.returncode}:\n{log_tail(log_path)}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200 and WorkDir(work_dir).token_file.exists():
-                return
+                token = WorkDir(work_dir).token_file.read_text().strip()
+                status = httpx.get(url + "/api/status", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+                if status.status_code == 200 and not status.json().get("loading"):  # the first reload is over
+                    return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)

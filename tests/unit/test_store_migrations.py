@@ -217,7 +217,7 @@ def test_fresh_store_is_created_at_the_latest_version(tmp_path: Path, caplog: py
     try:
         assert WorkDir(tmp_path).db_file.exists()
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
-        assert set(TABLES) | {"schema_version", "usage_samples"} == set(inspect(engine).get_table_names())
+        assert set(TABLES) | {"schema_version", "usage_samples", "usage_totals"} == set(inspect(engine).get_table_names())
         assert "stop_reason" in columns(engine, "attempts")
     finally:
         engine.dispose()

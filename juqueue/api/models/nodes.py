@@ -21,7 +21,7 @@ class NodeModel(BaseModel):
 
     name: str
     cluster: str
-    type: str | None = Field(None, description="its backend: local or slurm")
+    type: str | None = Field(None, description="its backend: local, slurm or a registered backend's type")
     state: NodeState
     live: bool = Field(True, description="false: ended (gone or failed), from the store")
     slots_total: int = Field(0, description="slots of the node (its cluster's num_slots when it started)")

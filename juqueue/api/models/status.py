@@ -76,3 +76,5 @@ class StatusModel(BaseModel):
     flower_url: str | None = None
     store_error: str | None = Field(None, description="set while the store refuses the controller's commits")
     batch: BatchTimingModel | None = Field(None, description="the controller's batch durations lately")
+    loading: bool = Field(False, description="true while the definitions are first read after `serve` started: "
+                                             "new or changed runs may not be there yet")

@@ -65,7 +65,7 @@ def get_status(ctx: ContextDep) -> dict:
     return {"counts": counts, "clusters": list(clusters.values()), "definition_errors": errors,
             "definition_error_details": [e.model_dump() for e in error_details(errors, known, sources)],
             "version": __version__, "flower_url": ctx.flower_url, "store_error": store_error or _controller_store_error(c),
-            "batch": _batch_times(c)}
+            "batch": _batch_times(c), "loading": ctx.loading()}
 
 
 def _batch_times(c: object) -> dict:

@@ -18,18 +18,18 @@ router = APIRouter(prefix="/api", tags=["usage"], dependencies=[Depends(require_
                    responses=error_responses(401, 422))
 
 
-_CACHE_S = 5.0  # /api/status is polled every few seconds; the totals read every attempt
+_CACHE_S = 5.0  # /api/status is polled every few seconds (the totals read nodes, live attempts and running totals)
 _cache: dict[int, tuple[float, dict]] = {}
 
 
 def usage_totals(store: Store) -> dict:
-    """The totals, computed at most every few seconds per store (they read every attempt)."""
+    """The totals, computed at most every few seconds per store."""
     now = time.monotonic()
     hit = _cache.get(id(store))
     if hit is not None and now - hit[0] < _CACHE_S:
         return hit[1]
-    nodes, attempts = store.usage_inputs()
-    totals = compute_usage(nodes, attempts, time.time()).as_dict()
+    nodes, attempts, ended = store.usage_inputs()
+    totals = compute_usage(nodes, attempts, time.time(), ended).as_dict()
     _cache[id(store)] = (now, totals)
     return totals
 
