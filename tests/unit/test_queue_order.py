@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from juqueue.controller.records import RunState
+from juqueue.controller.records import RunState, traits_of
 from juqueue.controller.run_queue import RunQueue
 from juqueue.policy.queue_order import ordered_head, queue_key
 from juqueue.status import RunStatus
@@ -57,7 +57,7 @@ def test_priority_beats_duration_and_unknown_durations_keep_queue_order():
 
 def _run(gid: str, queued_at: float, def_order: int | None = None, **spec: object) -> RunState:
     experiment, run_id = gid.split("@")
-    return RunState(gid, experiment, run_id, "c", RunStatus.QUEUED, 0, json.dumps(spec), [], 0, 0,
+    return RunState(gid, experiment, run_id, "c", RunStatus.QUEUED, 0, traits_of(json.dumps(spec)), (), 0, 0,
                     queued_at=queued_at, def_order=def_order)
 
 
