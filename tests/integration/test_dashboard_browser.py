@@ -200,12 +200,20 @@ def test_dashboard_works_and_other_ports_cannot_write(workspace, other_origin, b
                 return {status: r.status, body: await r.json()};
             }""")
             assert cancel["status"] == 200 and cancel["body"]["cancelled"] == ["browse@victim"], cancel
-            reload = page.evaluate("""async () => {
-                const r = await fetch("/api/reload", {method: "POST"});
-                return {status: r.status, body: await r.json()};
-            }""")
-            assert reload["status"] == 200, reload
-            assert reload["body"]["added"] == ["late@one"], reload
+
+            # The reload button first shows what a reload would do (nothing applied yet), then reloads.
+            (defs / "browse.yaml").write_text(BROWSE.replace("{id: keep, cmd: [\"sleep\", \"300\"]}",
+                                                             "{id: keep, cmd: [\"sleep\", \"301\"]}"))
+            page.goto(server.url + "/")
+            page.get_by_role("button", name="Reload definitions").click()
+            expect(page.locator("#confirm-text")).to_have_text(
+                "Reload definitions: 1 added, 1 updated, 0 undefined; 1 live run would stop. Reload?")
+            expect(page.locator("#confirm-detail")).to_contain_text("browse@keep")
+            expect(page.locator("#confirm-detail")).to_contain_text("late@one")
+            assert sorted(r["global_id"] for r in server.runs()) == ["browse@keep", "browse@victim"]  # not applied
+            page.get_by_role("button", name="Confirm").click()
+            expect(page.locator(".answer")).to_contain_text("Reloaded: 1 added, 1 updated, 0 undefined, 1 stopped.")
+            page.goto(server.url + "/#/runs")
             expect(page.locator("#runs tbody tr")).to_have_count(3)
             expect(page.locator("#runs tbody tr", has_text="browse@victim")).to_contain_text("cancelled")
             expect(page.locator("#runs")).to_contain_text("late@one")

@@ -81,7 +81,7 @@ export function mount(view, gid) {
   const body = h("div");
   const defEl = h("div");
   const logs = [follower(gid, "out"), follower(gid, "err")];
-  view.append(h("h1", {}, "Run ", h("span", { id: "run-id" }, gid)), head, actions, answer, defEl, body, h("h2", {}, "Output"), logs.map((l) => l.el));
+  view.append(h("h1", {}, "Run ", h("span", { id: "run-id" }, gid)), head, actions, answer, defEl, body, h("h2", {}, "Output"), ...logs.map((l) => l.el));
   let status = null, def = null, lastRun = null;
 
   async function act(verb) {
