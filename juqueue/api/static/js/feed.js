@@ -4,7 +4,7 @@
 // happened while we were away is not replayed). A dropped feed reconnects after a growing pause.
 
 const listeners = new Set();
-let source = null, timer = null, retryMs = 1000, everConnected = false;
+let source = null, timer = null, retryMs = 1000, opened = 0;
 
 export function subscribe(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 
@@ -20,11 +20,11 @@ function open() {
   if (source || document.visibilityState !== "visible") return;
   clearTimeout(timer); timer = null;
   source = new EventSource("api/events");
+  const first = ++opened === 1;  // the views fetched their data as they mounted
   source.addEventListener("hello", () => {
     retryMs = 1000;
     show("live");
-    if (everConnected) emit("resync", { reason: "reconnected" });
-    everConnected = true;
+    if (!first) emit("resync", { reason: "reconnected" });
   });
   source.addEventListener("delta", (e) => emit("delta", JSON.parse(e.data)));
   source.addEventListener("resync", (e) => { show("live"); emit("resync", JSON.parse(e.data)); });
@@ -43,7 +43,7 @@ function close() {
 
 export function start() {
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") { everConnected = true; open(); } else { close(); show("paused (tab hidden)"); }
+    if (document.visibilityState === "visible") open(); else { close(); show("paused (tab hidden)"); }
   });
   open();
 }

@@ -149,12 +149,12 @@ export function mount(view, _arg, params) {
     }
     if (stale) refresh.request();
   });
-  getJSON("api/experiments").then((exps) => {
+  render();
+  // The experiments' names after the first page is drawn: /api/experiments costs the server more than a page.
+  load().then(() => getJSON("api/experiments")).then((exps) => {
     clear(expSelect, h("option", { value: "" }, "any experiment"),
       exps.map((e) => h("option", { value: e.name, selected: e.name === st.experiment }, e.name)));
   }).catch(() => { /* the filter still works with the name in the address */ });
-  render();
-  load();
   return () => { off(); refresh.stop(); };
 }
 
