@@ -124,23 +124,29 @@ export function mount(view) {
     h("div", { class: "toolbar" }, h("button", { type: "button", onclick: () => reload(answer) }, "Reload definitions")), answer,
     counts, h("h2", {}, "Clusters"), clustersEl, h("h2", {}, "Experiments"), expEl);
   // The clusters first, then the experiments (the costlier answer: with 100,000 runs it reads every
-  // queued run's definition), each drawn as it arrives, so the page shows something early.
-  const load = async () => {
+  // queued run's definition), each drawn as it arrives, so the page shows something early. While
+  // runs change, the clusters are fetched again at most every 10 s and the experiments every 30 s
+  // (the counts line follows every delta): an open page must not cost the controller its pace.
+  const loadStatus = async () => {
     try {
       const st = await getJSON("api/status");
       clear(top, banners(st));
       clear(counts, countsLine(st.counts));
       clear(clustersEl, st.clusters.map(cluster));
-      const list = await getJSON("api/experiments");
-      clear(expEl, list.length ? experiments(list) : h("p", { class: "muted" }, "No experiment yet."));
       say("");
     } catch (err) { say(err.message); }
   };
-  const refresh = throttled(load, 5000);
+  const loadExperiments = async () => {
+    try {
+      const list = await getJSON("api/experiments");
+      clear(expEl, list.length ? experiments(list) : h("p", { class: "muted" }, "No experiment yet."));
+    } catch (err) { say(err.message); }
+  };
+  const status = throttled(loadStatus, 10000), exps = throttled(loadExperiments, 30000);
   const off = subscribe((type, data) => {
     if (type === "delta" && data.counts) clear(counts, countsLine(data.counts));
-    refresh.request();
+    status.request(); exps.request();
   });
-  load();
-  return () => { off(); refresh.stop(); };
+  loadStatus().then(loadExperiments);
+  return () => { off(); status.stop(); exps.stop(); };
 }

@@ -145,7 +145,9 @@ export function mount(view, _arg, params) {
         const old = tbody.querySelector(`tr[data-gid="${CSS.escape(r.global_id)}"]`);
         if (old) old.replaceWith(rowFor(r));
       }
-      if (here !== matches(r, st)) stale = true;
+      // The page is stale when a row leaves the filter, or a run enters it: its status (or node)
+      // moved into the filter; other runs not shown are simply on other pages.
+      if (here ? !matches(r, st) : (st.statuses.length || st.node) && matches(r, st)) stale = true;
     }
     if (stale) refresh.request();
   });
