@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from juqueue.api.auth import TokenGuard
 from juqueue.api.context import AppContext
-from juqueue.api.routes import control, events, experiments, health, logs, nodes, pages, runs, status, usage
+from juqueue.api.routes import control, dashboard, events, experiments, health, logs, nodes, pages, runs, status, usage
 from juqueue.version import __version__
 
 
@@ -24,7 +24,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         "server's own: the cookie alone answers them 403 (CSRF protection).",
     )
     app.state.ctx = ctx
-    for module in (health, pages, runs, logs, status, experiments, nodes, control, usage, events):
+    for module in (health, pages, dashboard, runs, logs, status, experiments, nodes, control, usage, events):
         app.include_router(module.router)
     app.add_middleware(TokenGuard, token=ctx.token, port=ctx.port)
     app.mount("/static", StaticFiles(directory=str(files("juqueue.api").joinpath("static"))), name="static")

@@ -60,14 +60,17 @@ class Reloader:
         add_slurm_backend(backends, self.ctx.work, new)
         return self.controller.apply_clusters(new), []
 
-    def reload(self, yes: bool = False, reread_clusters: bool = True) -> dict:
+    def reload(self, yes: bool = False, reread_clusters: bool = True, dry_run: bool = False) -> dict:
         """Re-read clusters.yaml and the definitions and apply them. More than CONFIRM_STOPS live
         runs to stop (their definitions changed) needs `yes`; else nothing is applied. At start
-        clusters.yaml was just read: `reread_clusters=False` leaves it."""
+        clusters.yaml was just read: `reread_clusters=False` leaves it. `dry_run`: what a reload
+        would do now, nothing applied (the dashboard asks before it reloads)."""
         from juqueue.definitions.subprocess_eval import load_definitions
 
         controller = self.controller
         result = load_definitions(self.ctx.def_dir, set(controller.clusters_view), timeout_s=self.ctx.settings.eval_timeout_s)
+        if dry_run:
+            return self._preview(result)
         if not yes and not getattr(result, "aborted", False):
             would_stop = controller.call(lambda: controller.actions.preview_stops(result))
             if len(would_stop) > CONFIRM_STOPS:  # type: ignore[arg-type]
@@ -86,6 +89,25 @@ class Reloader:
         if cluster_errors:
             controller.definition_errors = summary["errors"]  # type: ignore[index]
         return summary  # type: ignore[return-value]
+
+    def _preview(self, result) -> dict:  # type: ignore[no-untyped-def]
+        """The store's difference against `result`, rolled back (clusters.yaml is not compared)."""
+        if getattr(result, "aborted", False):
+            return {"added": [], "updated": [], "undefined": [], "would_stop": [], "aborted": True,
+                    "errors": [str(e) for e in result.errors]}
+        from juqueue.definitions.validation import check_run_slots
+
+        controller, store = self.controller, self.ctx.store
+        assert store is not None
+
+        def dry_run() -> object:
+            slots = {name: spec.num_slots for name, spec in controller.clusters_view.items()}
+            checked = check_run_slots(result, slots)
+            return checked, store.apply_definitions(checked, hold_new=controller.config.hold_new, dry_run=True)
+
+        checked, summary = controller.call(dry_run)  # type: ignore[misc]
+        return {"added": summary.added, "updated": summary.updated, "undefined": summary.undefined,
+                "would_stop": summary.restart, "aborted": False, "errors": [str(e) for e in checked.errors]}
 
     def adopt_original_statuses(self) -> None:
         """A work dir the original JuQueue used: its runs keep what it knew (finished runs are not

@@ -55,6 +55,14 @@ def test_wheel_holds_every_module_template_and_static_file(wheel: Path):
         _sources(REPO / "juqueue" / "api" / "static", "juqueue/api/static", "*")
     assert data and data - names == set(), f"data files missing from the wheel: {sorted(data - names)}"
     assert "juqueue/workers/templates/slurm_job.sh" in names and "juqueue/api/static/index.html" in names
+    # the dashboard's pages (subfolders too) and the vendored chart library with its licence beside it
+    page = {"index.html", "app.css", "js/app.js", "js/api.js", "js/feed.js", "js/dom.js", "js/overview.js", "js/runs.js",
+            "js/run.js", "js/nodes.js", "js/usage.js", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css",
+            "vendor/uplot/LICENSE"}
+    missing = {f"juqueue/api/static/{p}" for p in page} - names
+    assert not missing, f"dashboard files missing from the wheel: {sorted(missing)}"
+    licence = zipfile.ZipFile(wheel).read("juqueue/api/static/vendor/uplot/LICENSE").decode()
+    assert "MIT License" in licence and "Leon Sorokin" in licence
 
 
 def test_wheel_declares_the_console_script_and_its_dependencies(wheel: Path):

@@ -43,6 +43,7 @@ class ClusterModel(BaseModel):
 
     name: str
     type: str | None = None
+    num_slots: int | None = Field(None, description="slots of each node it starts (null: a cluster no longer in clusters.yaml)")
     paused_reason: str | None = Field(None, description="why nothing starts on it (the work dir refused a write, ...)")
     target_nodes: int | None = None
     scaling_policy: str | None = None

@@ -18,11 +18,12 @@ def _shell() -> str:
 
 @router.get("/")
 def index(request: Request, token: str | None = None) -> Response:
-    """`/?token=T` sets the HttpOnly cookie and redirects, so the token leaves the address bar."""
+    """`/?token=T` sets the HttpOnly cookie and redirects, so the token leaves the address bar (to
+    `./`: behind a proxy's path prefix the page stays under it)."""
     if token is None:
         return HTMLResponse(_shell(), headers={"Cache-Control": "no-store"})
     ctx = request.app.state.ctx
-    resp = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+    resp = RedirectResponse("./", status_code=303, headers={"Cache-Control": "no-store"})
     if token_matches(token, ctx.token):
         resp.set_cookie(cookie_name(ctx.port), ctx.token, httponly=True, samesite="strict", path="/")
     return resp

@@ -48,7 +48,8 @@ def get_status(ctx: ContextDep) -> dict:
     except SQLAlchemyError:
         sources = {}
     clusters: dict[str, dict] = {
-        name: {"name": name, "type": spec.type, "paused_reason": health.get(name), **scaling.get(name, {}), "nodes": []}
+        name: {"name": name, "type": spec.type, "num_slots": spec.num_slots, "paused_reason": health.get(name),
+               **scaling.get(name, {}), "nodes": []}
         for name, spec in ctx.clusters().items()
     }
     for node in nodes:
