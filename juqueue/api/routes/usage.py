@@ -27,33 +27,21 @@ _lock = threading.Lock()
 
 
 def usage_totals(store: Store) -> dict:
-<<<<<<< HEAD
-    """The totals, computed at most every few seconds per store."""
-    now = time.monotonic()
-=======
-    """The totals, computed at most every few seconds per store (they read every attempt), by one
-    request at a time: the dashboard asks `/api/status` and `/api/experiments` together, and
-    requests arriving while the totals are computed take that result instead of computing them again."""
->>>>>>> dashboard
+    """The totals, computed at most every few seconds per store, by one request at a time: the
+    dashboard asks `/api/status` and `/api/experiments` together, and requests arriving while the
+    totals are computed take that result instead of computing them again."""
     hit = _cache.get(id(store))
     if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
         return hit[1]
-<<<<<<< HEAD
-    nodes, attempts, ended = store.usage_inputs()
-    totals = compute_usage(nodes, attempts, time.time(), ended).as_dict()
-    _cache[id(store)] = (now, totals)
-    return totals
-=======
     with _lock:
         hit = _cache.get(id(store))
         if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
             return hit[1]
         now = time.monotonic()
-        nodes, attempts = store.usage_inputs()
-        totals = compute_usage(nodes, attempts, time.time()).as_dict()
+        nodes, attempts, ended = store.usage_inputs()
+        totals = compute_usage(nodes, attempts, time.time(), ended).as_dict()
         _cache[id(store)] = (now, totals)
         return totals
->>>>>>> dashboard
 
 
 @router.get("/usage", summary="Node-hours billed, busy slot-hours, efficiency and work lost; the series per cluster",
