@@ -31,12 +31,14 @@ first). The rules, per cluster:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
-from juqueue.policy.consolidation_cost import (at_risk_s, destination_need_s, lost_node_seconds, node_refusal,
+from juqueue.policy.consolidation_cost import (NO_MEDIANS, at_risk_s, destination_need_s, lost_node_seconds, node_refusal,
                                                oldest_runs, saved_node_seconds)
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 Move, NodePhase, NodeSnapshot, Plan, Refusal, RunOnNode, Snapshot)
+from juqueue.policy.consolidation_rank import cheapest_surplus
 
 __all__ = ["plan_consolidation", "plan_cluster", "apply_plan", "surplus_rank"]
 
@@ -45,15 +47,15 @@ def plan_consolidation(snapshot: Snapshot, now: float) -> Plan:
     return Plan(tuple(plan_cluster(cluster, now) for cluster in snapshot.clusters))
 
 
-def surplus_rank(node: NodeSnapshot, settings: ClusterSettings, now: float,
-                 oldest: frozenset[str] = frozenset()) -> tuple[int, float, float, str]:
+def surplus_rank(node: NodeSnapshot, settings: ClusterSettings, now: float, oldest: frozenset[str] = frozenset(),
+                 medians: Mapping[str, float | None] = NO_MEDIANS) -> tuple[int, float, float, str]:
     """Order in which accepting nodes become surplus: cheapest to get rid of first, a node
     holding one of the cluster's `oldest` runs after the other movable ones (it stays, and
     takes moved runs), nodes that cannot be emptied now last. Ties
     go to the node with less wall time left (it would end sooner anyway), then by name."""
     if node.is_empty:
         tier = 0 if node.pending else 1
-    elif node.reserved_slots == 0 and node_refusal(node, settings, now) is None:
+    elif node.reserved_slots == 0 and node_refusal(node, settings, now, medians) is None:
         tier = 3 if any(r.gid in oldest for r in node.runs) else 2
     else:
         tier = 4  # runs moving in, or a run that may not move now: let attrition empty it
@@ -73,8 +75,11 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
         return ClusterPlan(cluster.name, target)
     since = cluster.surplus_since if cluster.surplus_since is not None else now
     oldest = oldest_runs(cluster.nodes, settings.num_slots)
-    ranked = sorted(accepting, key=lambda n: surplus_rank(n, settings, now, oldest))
-    surplus, keep = ranked[:excess], ranked[excess:] + replacements
+    medians = cluster.median_of
+    surplus = cheapest_surplus(accepting, excess, lambda n: surplus_rank(n, settings, now, oldest, medians),
+                               settings.consolidate_after_s, now)
+    chosen = {id(n) for n in surplus}
+    keep = [n for n in accepting if id(n) not in chosen] + replacements
     plan = ClusterPlan(cluster.name, target, surplus=tuple(n.name for n in surplus), surplus_since=since)
     if settings.mode is ConsolidationMode.IDLE:
         return plan
@@ -88,16 +93,16 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     destinations = [n for n in keep if not n.pending and n.free_slots > 0]
     refusals: list[tuple[Refusal, str]] = []
     def order(n: NodeSnapshot) -> tuple:  # lowest cost first, nodes holding the oldest runs last
-        return (any(r.gid in oldest for r in n.runs),) + surplus_rank(n, settings, now)[1:]
+        return (any(r.gid in oldest for r in n.runs),) + surplus_rank(n, settings, now, medians=medians)[1:]
 
     for node in sorted(candidates, key=order):
-        why = node_refusal(node, settings, now)
+        why = node_refusal(node, settings, now, medians)
         if why is None:
-            moves, why = _reserve(node, destinations, now)
+            moves, why = _reserve(node, destinations, now, medians)
             if why is None:
                 return replace(plan, empty=node.name, moves=moves,
                                lost_s=lost_node_seconds(node, now, settings.consolidate_after_s),
-                               saved_s=saved_node_seconds(node, now, settings.grace_period_s))
+                               saved_s=saved_node_seconds(node, now, settings.grace_period_s, medians))
         refusals.append(why)
     refusal, detail = refusals[0]
     return replace(plan, refusal=refusal, detail=detail)
@@ -118,16 +123,17 @@ def _too_soon(cluster: ClusterSnapshot, since: float, now: float) -> str:
     return ""
 
 
-def _reserve(node: NodeSnapshot, destinations: list[NodeSnapshot], now: float) -> tuple[tuple[Move, ...], tuple[Refusal, str] | None]:
+def _reserve(node: NodeSnapshot, destinations: list[NodeSnapshot], now: float,
+             medians: Mapping[str, float | None]) -> tuple[tuple[Move, ...], tuple[Refusal, str] | None]:
     """A free slot for every run of `node`, or none at all: a move that does not land at
     once would leave the run queued, maybe waiting for a node start. Big and long runs first,
     each next to the longest-running runs that leave it room (the nodes that stay longest
     fill up; the others empty sooner), then on the node with the most wall time left."""
     free = {d.name: d.free_slots for d in destinations}
-    since = {d.name: min((r.attempt_started_at for r in d.runs), default=float("inf")) for d in destinations}
+    since = {d.name: d.first_run[0] if d.first_run is not None else float("inf") for d in destinations}
     moves: list[Move] = []
-    for run in sorted(node.runs, key=lambda r: (-r.slots, -destination_need_s(r, now), r.gid)):
-        need = destination_need_s(run, now)
+    for run in sorted(node.runs, key=lambda r: (-r.slots, -destination_need_s(r, now, medians), r.gid)):
+        need = destination_need_s(run, now, medians)
         fits = [d for d in destinations if free[d.name] >= run.slots and d.time_left_s(now) > 0
                 and d.time_left_s(now) >= need]
         if not fits:

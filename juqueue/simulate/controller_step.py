@@ -176,5 +176,5 @@ class ControllerStep:
             self.snapshots.note_medians({e: expected_duration(None, times) for e, times in cluster.completed.items()})
             cluster.completed_changed = False
         snapshot = ClusterSnapshot(self.c.name, self.settings, target, self.snapshots.nodes(cluster.nodes.values(), t),
-                                   self.surplus_since, None)
+                                   self.surplus_since, None, self.snapshots.medians)
         return plan_consolidation(Snapshot((snapshot,)), t).clusters[0]

@@ -77,7 +77,7 @@ class NodeState(IntEnum):
 
 class SimNode:
     __slots__ = ("name", "state", "submitted_at", "latency", "bill_from", "up_at", "limit_at", "warning_at", "runs",
-                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "snap_epoch", "replaces",
+                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "replaces",
                  "protected_until")
 
     def __init__(self, name: str, now: float, latency: NodeLatency) -> None:
@@ -96,7 +96,6 @@ class SimNode:
         self.version = 0  # bumped on every change the consolidation snapshot sees
         self.snap: NodeSnapshot | None = None  # its last NodeSnapshot, reused while unchanged
         self.snap_version = -1
-        self.snap_epoch = -1
         self.replaces: str | None = None  # the node whose wall-time warning it was started for
         self.protected_until: float | None = None  # neither surplus nor idle before (policy.replacement.protected)
 
