@@ -65,11 +65,13 @@ def surplus_rank(node: NodeSnapshot, settings: ClusterSettings, now: float, olde
 def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     settings = cluster.settings
     target = max(0, min(cluster.target, settings.max_jobs))
-    accepting = [n for n in cluster.nodes if n.state is NodePhase.ACCEPTING]
     # A protected replacement stands in for a node about to drain: it does not count against
     # the target and is never surplus, but takes moved runs like any kept node.
-    replacements = [n for n in accepting if n.protected]
-    accepting = [n for n in accepting if not n.protected]
+    accepting: list[NodeSnapshot] = []
+    replacements: list[NodeSnapshot] = []
+    for n in cluster.nodes:
+        if n.state is NodePhase.ACCEPTING:
+            (replacements if n.protected else accepting).append(n)
     excess = len(accepting) - target
     if excess <= 0:
         return ClusterPlan(cluster.name, target)
@@ -90,7 +92,7 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     too_soon = _too_soon(cluster, since, now)
     if too_soon:
         return replace(plan, refusal=Refusal.TOO_SOON, detail=too_soon)
-    destinations = [n for n in keep if not n.pending and n.free_slots > 0]
+    destinations = [n for n in keep if n.started_at is not None and n.free_slots > 0]
     refusals: list[tuple[Refusal, str]] = []
     def order(n: NodeSnapshot) -> tuple:  # lowest cost first, nodes holding the oldest runs last
         return (any(r.gid in oldest for r in n.runs),) + surplus_rank(n, settings, now, medians=medians)[1:]
@@ -113,11 +115,10 @@ def _too_soon(cluster: ClusterSnapshot, since: float, now: float) -> str:
     appears right after a scale-out is usually a blip of demand. (A pending node never
     blocks: pending nodes are surplus before any node with runs, and released.)"""
     after = cluster.settings.consolidate_after_s
-    started = [(n.started_at, n.name) for n in cluster.nodes if n.started_at is not None]
-    if started:
-        last_at, last = max(started)
-        if now - last_at < after:
-            return f"node {last} started {now - last_at:.0f} s ago (consolidate_after {after:.0f} s)"
+    last_at = max((n.started_at for n in cluster.nodes if n.started_at is not None), default=None)
+    if last_at is not None and now - last_at < after:
+        last = max(n.name for n in cluster.nodes if n.started_at == last_at)
+        return f"node {last} started {now - last_at:.0f} s ago (consolidate_after {after:.0f} s)"
     if now - since < after:
         return f"surplus for {now - since:.0f} s (consolidate_after {after:.0f} s)"
     return ""

@@ -82,7 +82,7 @@ class NodeSnapshot:
         caller hands in the same object (consolidation_rank); never part of its equality."""
         return {}
 
-    @property
+    @cached_property
     def free_slots(self) -> int:
         return max(0, self.slots_total - self.used_slots)
 
@@ -90,7 +90,7 @@ class NodeSnapshot:
     def pending(self) -> bool:
         return self.started_at is None
 
-    @property
+    @cached_property
     def is_empty(self) -> bool:
         """No run and nothing promised: releasing it interrupts nothing."""
         return not self.runs and self.reserved_slots == 0

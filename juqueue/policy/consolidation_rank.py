@@ -36,15 +36,19 @@ def cheapest_surplus(accepting: list[NodeSnapshot], excess: int, rank: Rank, con
         return heapq.nsmallest(excess, empty, key=rank)
     out = sorted(empty, key=rank)
     want = excess - len(empty)
-    heap = [(lost_lower_bound(n, now, consolidate_after_s), i, n) for i, n in enumerate(accepting) if not n.is_empty]
+    after = consolidate_after_s
+    heap = [(lost_lower_bound(n, now, after), False, i, n) for i, n in enumerate(accepting) if not n.is_empty]
     heapq.heapify(heap)
     best: list[tuple[tuple, int, NodeSnapshot]] = []  # tier-2 nodes found so far, in rank order
     seen: list[tuple[tuple, int, NodeSnapshot]] = []
     while heap:
-        bound, i, node = heap[0]
+        bound, exact, i, node = heap[0]
         if len(best) >= want and bound > best[want - 1][0][1]:
             # Every node left has more lost work than the last tier-2 node found: it ranks after.
             return out + [n for _, _, n in best[:want]]
+        if not exact:  # an earlier bound: the exact value goes back into the heap
+            heapq.heapreplace(heap, (lost_lower_bound(node, now, after, fresh=True), True, i, node))
+            continue
         heapq.heappop(heap)
         key = rank(node)
         seen.append((key, i, node))
@@ -54,13 +58,15 @@ def cheapest_surplus(accepting: list[NodeSnapshot], excess: int, rank: Rank, con
     return out + [n for _, _, n in seen[:want]]
 
 
-def lost_lower_bound(node: NodeSnapshot, now: float, consolidate_after_s: float) -> float:
-    """A value <= lost_node_seconds(node, now, consolidate_after_s): the exact one, or one
-    computed earlier for this object whose window (until the first drop) still holds."""
+def lost_lower_bound(node: NodeSnapshot, now: float, consolidate_after_s: float, fresh: bool = False) -> float:
+    """A value <= lost_node_seconds(node, now, consolidate_after_s): the exact one (always
+    with `fresh`), or one computed earlier for this object whose window (until the first drop)
+    still holds."""
     memo = node.memo
     window = memo.get("lost")
     if window is not None and window[0] <= now < window[1] and window[2] == consolidate_after_s:
-        return window[3]
+        if not fresh or window[0] == now:
+            return window[3]
     lost = lost_node_seconds(node, now, consolidate_after_s)
     memo["lost"] = (now, _first_drop(node, now, consolidate_after_s), consolidate_after_s, lost)
     return lost
