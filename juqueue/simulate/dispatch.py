@@ -4,15 +4,34 @@ policies run them: JuQueue's step (`controller_step`) and the original's (`origi
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 
 from juqueue.policy.scaling import ClusterLoad, nodes_to_start
 from juqueue.policy.slot_demand import nodes_for_unplaced
 from juqueue.policy.slot_placement import NodeSlots, RunDemand, pick_slots, plan_slots
 from juqueue.simulate.cluster import SimCluster
-from juqueue.simulate.state import NodeState, SimNode
+from juqueue.simulate.state import NodeState, ReadyQueue, RunState, SimNode
 
 PLACEMENT_LOOKAHEAD = 256  # controller.dispatch's: queued runs looked at beyond the free slots (k-slot runs)
+
+
+def longest_first(ready: ReadyQueue, n: int) -> list[RunState]:
+    """The first `n` ready runs in placement order: runs with a duration of their own, longest
+    first (LPT: the long tail starts early, the last nodes empty together), then the others in
+    queue order; ties keep queue order. Without any duration: queue order.
+    A stand-in for the controller's queue order (priority, then longest known duration first,
+    then queued time, then definition order) until the simulator shares it."""
+    if not ready.hinted:
+        return ready.head(n)
+    if n <= 0:
+        return []
+    queued = list(ready)
+    known = heapq.nsmallest(n, ((-r.own_expected, i, r) for i, r in enumerate(queued) if r.own_expected is not None))
+    out = [r for _, _, r in known]
+    if len(out) < n:
+        out += [r for r in queued if r.own_expected is None][:n - len(out)]
+    return out
 
 
 class Dispatch:
@@ -48,10 +67,10 @@ class Dispatch:
         # that is not reserved, and a reserved slot takes no run: the same runs get placed.
         free = sum(num_slots - len(n.used) for n in cluster.open.values())
         if cluster.ready.multi:
-            head = cluster.ready.head(free + PLACEMENT_LOOKAHEAD)
+            head = longest_first(cluster.ready, free + PLACEMENT_LOOKAHEAD)
             multi = any(r.slots > 1 for r in head)
         else:
-            head, multi = cluster.ready.head(free), False
+            head, multi = longest_first(cluster.ready, free), False
         demands = [RunDemand(r.gid, r.slots) for r in head if r.gid not in cluster.moving]
         if not demands:
             return

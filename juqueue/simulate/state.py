@@ -140,6 +140,7 @@ class ReadyQueue:
         self._len = 0
         self.slots = 0  # slots of the ready runs
         self.multi = 0  # ready runs that need more than one slot
+        self.hinted = 0  # ready runs with an expected duration of their own (`duration`)
 
     def __len__(self) -> int:
         return self._len
@@ -153,6 +154,7 @@ class ReadyQueue:
         self._len += 1
         self.slots += run.slots
         self.multi += run.slots > 1
+        self.hinted += run.own_expected is not None
 
     def remove(self, run: RunState) -> None:
         if run.queued:
@@ -160,6 +162,7 @@ class ReadyQueue:
             self._len -= 1
             self.slots -= run.slots
             self.multi -= run.slots > 1
+            self.hinted -= run.own_expected is not None
 
     def __iter__(self) -> Iterator[RunState]:
         return (entry[0] for entry in self._entries if _live(entry))
