@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from operator import attrgetter
 
 from juqueue.policy.consolidation_cost import (NO_MEDIANS, at_risk_s, destination_need_s, lost_node_seconds, node_refusal,
                                                oldest_runs, saved_node_seconds)
@@ -115,7 +116,7 @@ def _too_soon(cluster: ClusterSnapshot, since: float, now: float) -> str:
     appears right after a scale-out is usually a blip of demand. (A pending node never
     blocks: pending nodes are surplus before any node with runs, and released.)"""
     after = cluster.settings.consolidate_after_s
-    last_at = max((n.started_at for n in cluster.nodes if n.started_at is not None), default=None)
+    last_at = max([t for t in map(attrgetter("started_at"), cluster.nodes) if t is not None], default=None)
     if last_at is not None and now - last_at < after:
         last = max(n.name for n in cluster.nodes if n.started_at == last_at)
         return f"node {last} started {now - last_at:.0f} s ago (consolidate_after {after:.0f} s)"

@@ -37,7 +37,14 @@ def cheapest_surplus(accepting: list[NodeSnapshot], excess: int, rank: Rank, con
     out = sorted(empty, key=rank)
     want = excess - len(empty)
     after = consolidate_after_s
-    heap = [(lost_lower_bound(n, now, after), False, i, n) for i, n in enumerate(accepting) if not n.is_empty]
+    heap = []
+    for i, n in enumerate(accepting):
+        if not n.is_empty:
+            window = n.memo.get("lost")  # lost_lower_bound's fast case, inline: most nodes take it
+            if window is not None and window[0] <= now < window[1] and window[2] == after:
+                heap.append((window[3], False, i, n))
+            else:
+                heap.append((lost_lower_bound(n, now, after), False, i, n))
     heapq.heapify(heap)
     best: list[tuple[tuple, int, NodeSnapshot]] = []  # tier-2 nodes found so far, in rank order
     seen: list[tuple[tuple, int, NodeSnapshot]] = []
