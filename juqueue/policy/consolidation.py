@@ -27,6 +27,9 @@ first). The rules, per cluster:
   one with the most wall time left. Moves never need a node started.
 - Explained: while a surplus node holds runs and none moves, `refusal` says why (the
   cheapest candidate's reason).
+
+The surplus is found without ranking every node (consolidation_rank): same answer, at the cost
+of the nodes near the front.
 """
 
 from __future__ import annotations
