@@ -36,10 +36,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from operator import attrgetter
 
 from juqueue.policy.consolidation_cost import (NO_MEDIANS, at_risk_s, destination_need_s, lost_node_seconds, node_refusal,
-                                               oldest_runs, saved_node_seconds)
+                                               oldest_of_firsts, saved_node_seconds)
 from juqueue.policy.consolidation_model import (ClusterPlan, ClusterSettings, ClusterSnapshot, ConsolidationMode,
                                                 Move, NodePhase, NodeSnapshot, Plan, Refusal, RunOnNode, Snapshot)
 from juqueue.policy.consolidation_rank import cheapest_surplus
@@ -73,14 +72,20 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     # the target and is never surplus, but takes moved runs like any kept node.
     accepting: list[NodeSnapshot] = []
     replacements: list[NodeSnapshot] = []
-    for n in cluster.nodes:
+    firsts = []  # (first run, position, node) of nodes with runs: for oldest_runs
+    last_at: float | None = None  # the last node start, for _too_soon
+    for i, n in enumerate(cluster.nodes):  # one pass: a plan may look at 1,000 nodes
         if n.state is NodePhase.ACCEPTING:
             (replacements if n.protected else accepting).append(n)
+        if n.runs:
+            firsts.append((n.first_run, i, n))
+        if n.started_at is not None and (last_at is None or n.started_at > last_at):
+            last_at = n.started_at
     excess = len(accepting) - target
     if excess <= 0:
         return ClusterPlan(cluster.name, target)
     since = cluster.surplus_since if cluster.surplus_since is not None else now
-    oldest = oldest_runs(cluster.nodes, settings.num_slots)
+    oldest = oldest_of_firsts(firsts, settings.num_slots)
     medians = cluster.median_of
     surplus = cheapest_surplus(accepting, excess, lambda n: surplus_rank(n, settings, now, oldest, medians),
                                settings.consolidate_after_s, now)
@@ -93,7 +98,7 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     candidates = [n for n in surplus if n.runs and n.reserved_slots == 0]
     if not candidates or cluster.emptying is not None:
         return plan  # nothing to move, or a move is under way: not a refusal
-    too_soon = _too_soon(cluster, since, now)
+    too_soon = _too_soon(cluster, since, now, last_at)
     if too_soon:
         return replace(plan, refusal=Refusal.TOO_SOON, detail=too_soon)
     destinations = [n for n in keep if n.started_at is not None and n.free_slots > 0]
@@ -114,12 +119,11 @@ def plan_cluster(cluster: ClusterSnapshot, now: float) -> ClusterPlan:
     return replace(plan, refusal=refusal, detail=detail)
 
 
-def _too_soon(cluster: ClusterSnapshot, since: float, now: float) -> str:
+def _too_soon(cluster: ClusterSnapshot, since: float, now: float, last_at: float | None) -> str:
     """Why moves must wait: a node started recently, or the surplus is new. A surplus that
     appears right after a scale-out is usually a blip of demand. (A pending node never
     blocks: pending nodes are surplus before any node with runs, and released.)"""
     after = cluster.settings.consolidate_after_s
-    last_at = max([t for t in map(attrgetter("started_at"), cluster.nodes) if t is not None], default=None)
     if last_at is not None and now - last_at < after:
         last = max(n.name for n in cluster.nodes if n.started_at == last_at)
         return f"node {last} started {now - last_at:.0f} s ago (consolidate_after {after:.0f} s)"

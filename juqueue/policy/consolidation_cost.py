@@ -96,8 +96,13 @@ def run_lost_s(run: RunOnNode, now: float) -> float:
 
 def oldest_runs(nodes: Iterable[NodeSnapshot], num_slots: int) -> frozenset[str]:
     """One node's worth (num_slots slots) of the runs whose attempts started first: never moved."""
+    return oldest_of_firsts([(n.first_run, i, n) for i, n in enumerate(nodes) if n.runs], num_slots)
+
+
+def oldest_of_firsts(firsts: list[tuple[tuple[float, str], int, NodeSnapshot]], num_slots: int) -> frozenset[str]:
+    """`oldest_runs` from (first_run, position, node) of every node with runs."""
     # They lie on at most num_slots nodes: those whose first run started first.
-    firsts = heapq.nsmallest(num_slots, [(n.first_run, i, n) for i, n in enumerate(nodes) if n.runs])
+    firsts = heapq.nsmallest(num_slots, firsts)
     runs = heapq.nsmallest(num_slots, (r for _, _, n in firsts for r in n.runs), key=lambda r: (r.attempt_started_at, r.gid))
     out: list[str] = []
     used = 0
