@@ -13,7 +13,8 @@ Which module decides what:
   GPUs and CPUs a slot gets is the worker's (`juqueue.workers.slots`).
 - consolidation: which surplus nodes to release or empty, and where their runs move
   (`consolidation.py`, over the snapshot in `consolidation_model.py`); what a move costs and saves
-  (`consolidation_cost.py`); why each node is surplus or kept, in words (`consolidation_reasons.py`).
+  (`consolidation_cost.py`); the surplus found without ranking every node (`consolidation_rank.py`);
+  why each node is surplus or kept, in words (`consolidation_reasons.py`).
 - wall time: which nodes get a replacement job before their wall-time warning (`replacement.py`).
 - budgets: whether a node may start under the node-hour caps (`budget.py`).
 - durations: a run's expected duration, one definition for every feature that weighs it

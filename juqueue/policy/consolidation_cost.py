@@ -36,7 +36,7 @@ estimate is our assumption: "a move would lose more than it saves".
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from juqueue.policy.consolidation_model import ClusterSettings, NodeSnapshot, Refusal, RunOnNode
 
@@ -45,15 +45,26 @@ def elapsed_s(run: RunOnNode, now: float) -> float:
     return max(0.0, now - run.attempt_started_at)
 
 
-def duration_known(run: RunOnNode, now: float) -> bool:
+NO_MEDIANS: Mapping[str, float | None] = {}
+
+
+def expected_s(run: RunOnNode, medians: Mapping[str, float | None] = NO_MEDIANS) -> float | None:
+    """Its own expected duration, else its experiment's median (ClusterSnapshot.medians); None: unknown."""
+    own = run.expected_duration_s
+    return own if own is not None or not medians else medians.get(run.experiment)
+
+
+def duration_known(run: RunOnNode, now: float, medians: Mapping[str, float | None] = NO_MEDIANS) -> bool:
     """A duration estimate the run has not yet outlived."""
-    return run.expected_duration_s is not None and elapsed_s(run, now) < run.expected_duration_s
+    expected = expected_s(run, medians)
+    return expected is not None and elapsed_s(run, now) < expected
 
 
-def remaining_s(run: RunOnNode, now: float) -> float:
+def remaining_s(run: RunOnNode, now: float, medians: Mapping[str, float | None] = NO_MEDIANS) -> float:
     done = elapsed_s(run, now)
-    if run.expected_duration_s is not None and done < run.expected_duration_s:
-        return run.expected_duration_s - done
+    expected = expected_s(run, medians)
+    if expected is not None and done < expected:
+        return expected - done
     return done
 
 
@@ -85,7 +96,14 @@ def run_lost_s(run: RunOnNode, now: float) -> float:
 
 def oldest_runs(nodes: Iterable[NodeSnapshot], num_slots: int) -> frozenset[str]:
     """One node's worth (num_slots slots) of the runs whose attempts started first: never moved."""
-    runs = heapq.nsmallest(num_slots, (r for n in nodes for r in n.runs), key=lambda r: (r.attempt_started_at, r.gid))
+    return oldest_of_firsts([(n.first_run, i, n) for i, n in enumerate(nodes) if n.runs], num_slots)
+
+
+def oldest_of_firsts(firsts: list[tuple[tuple[float, str], int, NodeSnapshot]], num_slots: int) -> frozenset[str]:
+    """`oldest_runs` from (first_run, position, node) of every node with runs."""
+    # They lie on at most num_slots nodes: those whose first run started first.
+    firsts = heapq.nsmallest(num_slots, firsts)
+    runs = heapq.nsmallest(num_slots, (r for _, _, n in firsts for r in n.runs), key=lambda r: (r.attempt_started_at, r.gid))
     out: list[str] = []
     used = 0
     for run in runs:
@@ -107,23 +125,26 @@ def lost_node_seconds(node: NodeSnapshot, now: float, consolidate_after_s: float
     return sum(run_lost_s(r, now) for r in node.runs) / max(1, node.slots_total)
 
 
-def saved_node_seconds(node: NodeSnapshot, now: float, grace_period_s: float) -> float:
-    longest = max((remaining_s(r, now) for r in node.runs), default=0.0)
+def saved_node_seconds(node: NodeSnapshot, now: float, grace_period_s: float,
+                       medians: Mapping[str, float | None] = NO_MEDIANS) -> float:
+    longest = max((remaining_s(r, now, medians) for r in node.runs), default=0.0)
     saved = longest - grace_period_s
     if node.time_limit_at is not None:
         saved = min(saved, node.time_limit_at - now)
     return max(0.0, saved)
 
 
-def destination_need_s(run: RunOnNode, now: float) -> float:
+def destination_need_s(run: RunOnNode, now: float, medians: Mapping[str, float | None] = NO_MEDIANS) -> float:
     """Wall time a destination must have left for the run: its expected duration when known
     (the move may restart it from scratch), else what we assume it still needs (elapsed)."""
-    if run.expected_duration_s is not None:
-        return run.expected_duration_s
+    expected = expected_s(run, medians)
+    if expected is not None:
+        return expected
     return elapsed_s(run, now)
 
 
-def node_refusal(node: NodeSnapshot, settings: ClusterSettings, now: float) -> tuple[Refusal, str] | None:
+def node_refusal(node: NodeSnapshot, settings: ClusterSettings, now: float,
+                 medians: Mapping[str, float | None] = NO_MEDIANS) -> tuple[Refusal, str] | None:
     """Why this node must not be emptied now, from its runs alone (room is checked apart)."""
     for run in node.runs:
         if not run.movable:
@@ -133,8 +154,9 @@ def node_refusal(node: NodeSnapshot, settings: ClusterSettings, now: float) -> t
             return Refusal.COOLDOWN, (f"{node.name}: run {run.gid} moved {now - run.moved_at:.0f} s ago "
                                       f"(move_cooldown {settings.move_cooldown_s:.0f} s)")
     lost = lost_node_seconds(node, now, settings.consolidate_after_s)
-    saved = saved_node_seconds(node, now, settings.grace_period_s)
+    saved = saved_node_seconds(node, now, settings.grace_period_s, medians)
     if lost > saved:
-        reason = Refusal.WAITING_FOR_RUNS if all(duration_known(r, now) for r in node.runs) else Refusal.LOSES_MORE
+        known = all(duration_known(r, now, medians) for r in node.runs)
+        reason = Refusal.WAITING_FOR_RUNS if known else Refusal.LOSES_MORE
         return reason, f"{node.name}: a move would lose {lost:.0f} node-s to save {saved:.0f}"
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 
 
 class ConsolidationMode(str, Enum):
@@ -52,6 +53,7 @@ class RunOnNode:
     restart_cost_s: float = 0.0  # a restarted attempt's time before new progress
     checkpoint_on_term: bool = False  # it saves its state on SIGTERM: a stop loses nothing
     resumed: bool = False  # an earlier attempt was interrupted: this one spends restart_cost_s first
+    experiment: str = ""  # with expected_duration_s None: ClusterSnapshot.medians may know its experiment's
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,22 @@ class NodeSnapshot:
     reserved_slots: int = 0  # already promised to runs being moved here
     protected: bool = False  # a replacement before its predecessor's warning + grace (policy.replacement)
 
-    @property
+    @cached_property
     def used_slots(self) -> int:
         return sum(r.slots for r in self.runs) + self.reserved_slots
 
-    @property
+    @cached_property
+    def first_run(self) -> tuple[float, str] | None:
+        """(attempt_started_at, gid) of its run that started first; None without runs."""
+        return min(((r.attempt_started_at, r.gid) for r in self.runs), default=None)
+
+    @cached_property
+    def memo(self) -> dict:
+        """Values derived from the node's own fields that planning keeps between calls while a
+        caller hands in the same object (consolidation_rank); never part of its equality."""
+        return {}
+
+    @cached_property
     def free_slots(self) -> int:
         return max(0, self.slots_total - self.used_slots)
 
@@ -77,7 +90,7 @@ class NodeSnapshot:
     def pending(self) -> bool:
         return self.started_at is None
 
-    @property
+    @cached_property
     def is_empty(self) -> bool:
         """No run and nothing promised: releasing it interrupts nothing."""
         return not self.runs and self.reserved_slots == 0
@@ -104,6 +117,14 @@ class ClusterSnapshot:
     nodes: tuple[NodeSnapshot, ...] = ()
     surplus_since: float | None = None  # ClusterPlan.surplus_since of the previous plan
     emptying: str | None = None  # a node whose runs are being moved off, until its stop is confirmed
+    # The expected duration of a run whose own expected_duration_s is None, per experiment: its
+    # experiment's median of completed runs. Here rather than on each run, so that a new median
+    # does not make a new snapshot of every node (a caller may equally resolve it per run).
+    medians: tuple[tuple[str, float | None], ...] = ()
+
+    @cached_property
+    def median_of(self) -> dict[str, float | None]:
+        return dict(self.medians)
 
 
 @dataclass(frozen=True)

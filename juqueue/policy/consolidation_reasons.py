@@ -62,7 +62,7 @@ def _surplus_reason(node: NodeSnapshot, cluster: ClusterSnapshot, plan: ClusterP
         return f"waits: {cluster.emptying} is being emptied (one node per cluster at a time)"
     if plan.refusal is Refusal.TOO_SOON:
         return f"{plan.refusal.value}: {plan.detail}"
-    why = node_refusal(node, settings, now)
+    why = node_refusal(node, settings, now, cluster.median_of)
     if why is not None:
         return f"{why[0].value}: {why[1]}"
     if plan.empty is not None:

@@ -49,6 +49,7 @@ class ControllerStep:
         self.snapshots = SnapshotBuilder(c)
         self.surplus_since: float | None = None
         self.proposal: tuple | None = None  # the last evaluated tick's (node, moves)
+        self._target: tuple[int, int] = (-1, 0)  # (demand, target_nodes) last asked
 
     def after_batch(self, t: float, tick: bool, check: bool) -> None:
         """The tick's idle stops and replacements (on a tick), then the batch's step, then the next ticks."""
@@ -81,9 +82,13 @@ class ControllerStep:
 
     # ---------------------------------------------------------------- the controller's batch
     def target(self) -> int:
+        """scaling.target_nodes over live + ready slots (the same demand gives the same target:
+        it is asked several times per batch)."""
         cluster, c = self.cluster, self.c
-        return target_nodes(cluster.live_slots + cluster.ready.slots, c.num_slots, c.max_jobs, self.policy.scaling,
-                            c.min_saturation)
+        demand = cluster.live_slots + cluster.ready.slots
+        if demand != self._target[0]:
+            self._target = (demand, target_nodes(demand, c.num_slots, c.max_jobs, self.policy.scaling, c.min_saturation))
+        return self._target[1]
 
     def counted(self, t: float) -> int:
         """Accepting nodes consolidation counts against the target: protected replacements are not."""
@@ -176,5 +181,5 @@ class ControllerStep:
             self.snapshots.note_medians({e: expected_duration(None, times) for e, times in cluster.completed.items()})
             cluster.completed_changed = False
         snapshot = ClusterSnapshot(self.c.name, self.settings, target, self.snapshots.nodes(cluster.nodes.values(), t),
-                                   self.surplus_since, None)
+                                   self.surplus_since, None, self.snapshots.medians)
         return plan_consolidation(Snapshot((snapshot,)), t).clusters[0]

@@ -11,7 +11,7 @@ from juqueue.policy.scaling import ClusterLoad, nodes_to_start
 from juqueue.policy.slot_demand import nodes_for_unplaced
 from juqueue.policy.slot_placement import NodeSlots, RunDemand, pick_slots, plan_slots
 from juqueue.simulate.cluster import SimCluster
-from juqueue.simulate.state import NodeState, RunState, SimNode
+from juqueue.simulate.state import NodeState, ReadyQueue, RunState, SimNode
 
 PLACEMENT_LOOKAHEAD = 256  # controller.dispatch's: queued runs looked at beyond the free slots (k-slot runs)
 
@@ -20,12 +20,15 @@ class Dispatch:
     """Places ready runs and starts nodes for the rest; `start_node` is the simulation's (which a
     test may watch), not the cluster's own."""
 
-    def __init__(self, cluster: SimCluster, start_node: Callable[[float], SimNode], queue_order: bool = True) -> None:
+    def __init__(self, cluster: SimCluster, start_node: Callable[[float], SimNode], check_fast_path: bool = False,
+                 queue_order: bool = True) -> None:
         self.cluster = cluster
         self.start_node = start_node
-        # JuQueue's queue order (policy.queue_order) matters only when runs have a `duration`
-        # (the simulated runs have no priority); the original's queue is first come, first served.
-        self.by_duration = queue_order and any(r.spec.expected_s is not None for r in cluster.runs.values())
+        self.check_fast_path = check_fast_path
+        # JuQueue's queue order (policy.queue_order) matters only while ready runs have a
+        # `duration` of their own (the simulated runs have no priority); the original's queue is
+        # first come, first served.
+        self.queue_order = queue_order
         self.min_time_left_s = cluster.c.grace_period_s + 60.0  # Dispatch.place's
 
     def place(self, t: float) -> None:
@@ -56,6 +59,9 @@ class Dispatch:
             multi = any(r.slots > 1 for r in head)
         else:
             head, multi = self._ready_head(free), False
+        if not multi and len(cluster.open) == 1 and not self.check_fast_path:
+            self._fill_one(head, t)
+            return
         demands = [RunDemand(r.gid, r.slots) for r in head if r.gid not in cluster.moving]
         if not demands:
             return
@@ -68,11 +74,33 @@ class Dispatch:
             cluster.start(cluster.runs[p.run], cluster.nodes[p.node], p.slots, t)
 
     def _ready_head(self, n: int) -> list[RunState]:
-        """The first `n` ready runs in queue order: the longest `duration` first, then the queue's
-        own order (queued time). O(ready runs) when runs have durations."""
-        if not self.by_duration:
-            return self.cluster.ready.head(n)
-        return ordered_head(self.cluster.ready, n, lambda r: queue_key(0, r.spec.expected_s))
+        """The first `n` ready runs in queue order: the longest own `duration` first (LPT: the
+        long tail starts early, the last nodes empty together), then queue order. O(ready runs)
+        while some ready run has a duration, else the queue's head."""
+        ready = self.cluster.ready
+        if not self.queue_order or not ready.hinted:
+            return ready.head(n)
+        return ordered_head(ready, n, lambda r: queue_key(0, r.own_expected))
+
+    def _fill_one(self, head: list[RunState], t: float) -> None:
+        """plan_slots' answer when one up node has free slots and every run needs one: the
+        runs in order while its usable free slots last, each on the slot pick_slots chooses
+        (rules 1 and 5; no rank, giving way or hold can matter with one node). Most batches
+        (a run ended, the next takes its slot) are this; `check_fast_path` runs plan_slots."""
+        cluster = self.cluster
+        node = next(iter(cluster.open.values()))
+        left = cluster.c.num_slots - len(node.used) - node.reserved
+        free = [i for i in range(cluster.c.num_slots) if i not in node.used]
+        for run in head:
+            if left <= 0:
+                break
+            if run.gid in cluster.moving:
+                continue
+            slots = pick_slots(free, 1)
+            assert slots is not None
+            free.remove(slots[0])
+            left -= 1
+            cluster.start(run, node, slots, t)
 
     def scale_out(self, t: float, target: int) -> None:
         """Fleet.scale_out: nodes_to_start over the cluster's load, up to the target."""

@@ -66,7 +66,7 @@ class Simulation:
         original = policy.mode is None
         self.replacing = Replacements(self.cluster, self.start_node, check_fast_path) if (
             not original and conditions.wall_time_s is not None and conditions.replacement_lead_s > 0) else None
-        dispatch = Dispatch(self.cluster, self.start_node, queue_order=not original)
+        dispatch = Dispatch(self.cluster, self.start_node, check_fast_path, queue_order=not original)
         self.step: Step = OriginalStep(self.cluster, dispatch, self._end_node) if original else ControllerStep(
             self.cluster, policy, self.ticks, dispatch, self.replacing, self._end_node, check_fast_path)
         self._last_sample = (-1, -1)

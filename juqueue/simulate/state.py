@@ -77,7 +77,7 @@ class NodeState(IntEnum):
 
 class SimNode:
     __slots__ = ("name", "state", "submitted_at", "latency", "bill_from", "up_at", "limit_at", "warning_at", "runs",
-                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "snap_epoch", "replaces",
+                 "used", "reserved", "idle_since", "version", "snap", "snap_version", "replaces",
                  "protected_until")
 
     def __init__(self, name: str, now: float, latency: NodeLatency) -> None:
@@ -96,7 +96,6 @@ class SimNode:
         self.version = 0  # bumped on every change the consolidation snapshot sees
         self.snap: NodeSnapshot | None = None  # its last NodeSnapshot, reused while unchanged
         self.snap_version = -1
-        self.snap_epoch = -1
         self.replaces: str | None = None  # the node whose wall-time warning it was started for
         self.protected_until: float | None = None  # neither surplus nor idle before (policy.replacement.protected)
 
@@ -141,6 +140,7 @@ class ReadyQueue:
         self._len = 0
         self.slots = 0  # slots of the ready runs
         self.multi = 0  # ready runs that need more than one slot
+        self.hinted = 0  # ready runs with an expected duration of their own (`duration`)
 
     def __len__(self) -> int:
         return self._len
@@ -154,6 +154,7 @@ class ReadyQueue:
         self._len += 1
         self.slots += run.slots
         self.multi += run.slots > 1
+        self.hinted += run.own_expected is not None
 
     def remove(self, run: RunState) -> None:
         if run.queued:
@@ -161,6 +162,7 @@ class ReadyQueue:
             self._len -= 1
             self.slots -= run.slots
             self.multi -= run.slots > 1
+            self.hinted -= run.own_expected is not None
 
     def __iter__(self) -> Iterator[RunState]:
         return (entry[0] for entry in self._entries if _live(entry))

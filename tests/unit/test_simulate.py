@@ -237,9 +237,10 @@ def test_fast_snapshot_objects_equal_the_models():
     from juqueue.policy.consolidation_model import NodePhase, NodeSnapshot, RunOnNode
     from juqueue.simulate.snapshot import make_node_snapshot, make_run_on_node
 
-    fast = make_run_on_node("e@a", 5.0, 2, False, 1.0, 60.0, None, 3600.0, 300.0, True, True)
+    fast = make_run_on_node("e@a", 5.0, 2, False, 1.0, 60.0, None, 3600.0, 300.0, True, True, "e")
     slow = RunOnNode("e@a", 5.0, slots=2, movable=False, moved_at=1.0, expected_duration_s=60.0,
-                     checkpoint_interval_s=3600.0, restart_cost_s=300.0, checkpoint_on_term=True, resumed=True)
+                     checkpoint_interval_s=3600.0, restart_cost_s=300.0, checkpoint_on_term=True, resumed=True,
+                     experiment="e")
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
     assert make_node_snapshot is not NodeSnapshot and make_run_on_node is not RunOnNode  # the fast ones are in use
     node = make_node_snapshot("n1", 4, NodePhase.ACCEPTING, 3.0, 99.0, (fast,), 1, True)
