@@ -16,6 +16,15 @@ from juqueue.simulate.state import NodeState, ReadyQueue, RunState, SimNode
 PLACEMENT_LOOKAHEAD = 256  # controller.dispatch's: queued runs looked at beyond the free slots (k-slot runs)
 
 
+def ready_head(ready: ReadyQueue, n: int) -> list[RunState]:
+    """The first `n` ready runs in JuQueue's queue order: the longest own `duration` first (LPT:
+    the long tail starts early, the last nodes empty together), then queue order. O(ready runs)
+    while some ready run has a duration, else the queue's head."""
+    if not ready.hinted:
+        return ready.head(n)
+    return ordered_head(ready, n, lambda r: queue_key(0, r.own_expected))
+
+
 class Dispatch:
     """Places ready runs and starts nodes for the rest; `start_node` is the simulation's (which a
     test may watch), not the cluster's own."""
@@ -74,13 +83,7 @@ class Dispatch:
             cluster.start(cluster.runs[p.run], cluster.nodes[p.node], p.slots, t)
 
     def _ready_head(self, n: int) -> list[RunState]:
-        """The first `n` ready runs in queue order: the longest own `duration` first (LPT: the
-        long tail starts early, the last nodes empty together), then queue order. O(ready runs)
-        while some ready run has a duration, else the queue's head."""
-        ready = self.cluster.ready
-        if not self.queue_order or not ready.hinted:
-            return ready.head(n)
-        return ordered_head(ready, n, lambda r: queue_key(0, r.own_expected))
+        return ready_head(self.cluster.ready, n) if self.queue_order else self.cluster.ready.head(n)
 
     def _fill_one(self, head: list[RunState], t: float) -> None:
         """plan_slots' answer when one up node has free slots and every run needs one: the

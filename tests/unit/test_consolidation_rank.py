@@ -14,7 +14,7 @@ from juqueue.policy.consolidation import plan_cluster, surplus_rank
 from juqueue.policy.consolidation_cost import oldest_runs
 from juqueue.policy.consolidation_model import ClusterSettings, ClusterSnapshot, NodeSnapshot, RunOnNode
 from juqueue.policy.consolidation_rank import cheapest_surplus, lost_lower_bound
-from juqueue.simulate.dispatch import longest_first
+from juqueue.simulate.dispatch import ready_head
 from juqueue.simulate.state import ReadyQueue, RunState
 from juqueue.simulate.workload import SimRun
 
@@ -92,9 +92,9 @@ def test_placement_order_with_durations_known_is_longest_first_then_queue_order(
     ready = ReadyQueue()
     for gid, expected in (("a", None), ("b", 100.0), ("c", None), ("d", 900.0), ("e", 100.0)):
         ready.add(RunState(SimRun(gid, 50.0, expected_s=expected)))
-    assert [r.gid for r in longest_first(ready, 10)] == ["d", "b", "e", "a", "c"]
-    assert [r.gid for r in longest_first(ready, 2)] == ["d", "b"]
+    assert [r.gid for r in ready_head(ready, 10)] == ["d", "b", "e", "a", "c"]
+    assert [r.gid for r in ready_head(ready, 2)] == ["d", "b"]
     plain = ReadyQueue()
     for gid in "xyz":
         plain.add(RunState(SimRun(gid, 50.0)))
-    assert [r.gid for r in longest_first(plain, 2)] == ["x", "y"]
+    assert [r.gid for r in ready_head(plain, 2)] == ["x", "y"]
