@@ -152,24 +152,30 @@ def pack(runs: list[RunDemand], nodes: list[NodeSlots], left: dict[str, int], mi
     (scale-out counts capacity this way). Returns the placements and the hold (position, node)."""
     where: dict[int, str] = {}
     held: tuple[int, str] | None = None
-    failed_at = {False: float("inf"), True: float("inf")}  # smallest k that fit nowhere, per needs_devices
+    failed: dict[bool, set[int]] = {False: set(), True: set()}  # sizes k that fit nowhere, per needs_devices
     for i, run in enumerate(runs):
         open_nodes = [n for n in nodes if held is None or n.name != held[1]]
         if not any(left[n.name] for n in open_nodes):
             break  # every later run waits too
-        if run.slots >= failed_at[run.needs_devices]:
-            continue  # no node's usable free slots grow during the call: it cannot fit either
-        fits = [n for n in open_nodes if _can_take(n, run) and left[n.name] >= run.slots]
-        if fits:
-            best = min(fits, key=lambda n: _rank(n, left[n.name] - run.slots, min_left))
-            where[i] = best.name
-            left[best.name] -= run.slots
+        # A run of size k that fit nowhere, not even by giving way, left every node that takes it
+        # with fewer than k usable free slots, and each run of size <= k there unable to make k
+        # room by moving (usable free slots never grow during the call). So a run of the same
+        # size waits too, and a bigger one can only fit by moving a run bigger than that k.
+        floor = max((k for k in failed[run.needs_devices] if k <= run.slots), default=0)
+        if floor == run.slots:
             continue
-        if _give_way(i, runs, open_nodes, where, left, min_left):
+        if not floor:
+            fits = [n for n in open_nodes if _can_take(n, run) and left[n.name] >= run.slots]
+            if fits:
+                best = min(fits, key=lambda n: _rank(n, left[n.name] - run.slots, min_left))
+                where[i] = best.name
+                left[best.name] -= run.slots
+                continue
+        if _give_way(i, runs, open_nodes, where, left, min_left, floor):
             continue
-        failed_at[run.needs_devices] = min(failed_at[run.needs_devices], run.slots)
+        failed[run.needs_devices].add(run.slots)
         if not run.needs_devices:
-            failed_at[True] = min(failed_at[True], run.slots)
+            failed[True].add(run.slots)  # a run that needs devices has fewer nodes to go to
         if held is None and coming_room is not None:
             if not any(_can_take(n, run) and room >= run.slots for n, room in coming_room):
                 holdable = [n for n in open_nodes if _can_take(n, run) and n.slots_total >= run.slots]
@@ -180,16 +186,17 @@ def pack(runs: list[RunDemand], nodes: list[NodeSlots], left: dict[str, int], mi
 
 
 def _give_way(i: int, runs: list[RunDemand], nodes: list[NodeSlots], where: dict[int, str], left: dict[str, int],
-              min_left: float) -> bool:
+              min_left: float, floor: int = 0) -> bool:
     """Rule 3: move one placed run of at most runs[i]'s size off a node where runs[i] then
     fits, onto another node with room. Smallest run moves first, then the best node for
-    runs[i], then the run later in the queue."""
+    runs[i], then the run later in the queue. Runs of `floor` slots or fewer cannot make the
+    room (pack: a run of that size fit nowhere), so they are not tried."""
     run = runs[i]
     by_name = {n.name: n for n in nodes}
     options = []
     for j, at in where.items():
         other, source = runs[j], by_name.get(at)
-        if source is None or other.slots > run.slots or not _can_take(source, run):
+        if source is None or not floor < other.slots <= run.slots or not _can_take(source, run):
             continue
         if left[at] + other.slots < run.slots:
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from juqueue.policy.scaling import ClusterLoad, nodes_to_start
@@ -106,6 +106,17 @@ def test_a_blocked_big_run_holds_the_node_nearest_to_holding_it() -> None:
     # a run ahead of it in the queue is not held back; one behind it is
     plan = plan_slots({"c": [run("s0"), run("whole", 4), run("s1")]}, nodes)
     assert where(list(plan.placements)) == {"s0": ("a", (3,))}
+
+
+def test_a_bigger_run_still_gives_way_after_a_smaller_one_fit_nowhere() -> None:
+    # g2 fits nowhere (a is full, b has no devices, a starting node will take it: no hold);
+    # gbig is bigger, so it may move the 4-slot `big` to b and take a, where g2 could not
+    nodes = [node("a", 5), node("b", 5, no_devices=True), node("coming", 1, starting=True)]
+    runs = [run("s"), run("big", 4), run("g1", devices=True), run("g2", devices=True), run("gbig", 4, devices=True)]
+    plan = plan_slots({"c": runs}, nodes)
+    assert where(list(plan.placements)) == {"s": ("b", (4,)), "big": ("b", (0, 1, 2, 3)), "g1": ("a", (4,)),
+                                            "gbig": ("a", (0, 1, 2, 3))}
+    assert plan.holds == ()
 
 
 def test_reserved_slots_stay_free() -> None:
@@ -213,8 +224,20 @@ def test_slots_are_never_double_booked_and_runs_never_split(scenario) -> None:
         assert len(n.used & set(range(n.slots_total))) + len(slots) + reserved.get(name, 0) <= n.slots_total
 
 
+def _shrunk_giving_way_case() -> tuple[dict[str, list[RunDemand]], list[NodeSlots], float, dict[str, int]]:
+    """Hypothesis's shrunk counterexample: r7 waited because the 1-slot r3 fit nowhere,
+    though r7 could move the 4-slot r1 from n2 to n3."""
+    def coming(name: str, devices: bool) -> NodeSlots:
+        return NodeSlots(name, "c", 1, accepting=False, starting=True, surplus=True, no_devices=not devices)
+    runs = [RunDemand("r0", 1), RunDemand("r1", 4)] + [RunDemand(f"r{i}", 1, True) for i in range(2, 7)]
+    nodes = [coming("n0", False), coming("n1", True), NodeSlots("n2", "c", 5, surplus=True),
+             NodeSlots("n3", "c", 5, surplus=True, no_devices=True), coming("n4", False), coming("n5", False)]
+    return {"c": runs + [RunDemand("r7", 4, True)]}, nodes, 0.0, {"n0": 0, "n5": 0}
+
+
 @settings(max_examples=400, deadline=None)
 @given(scenarios())
+@example(_shrunk_giving_way_case())
 def test_a_smaller_run_never_keeps_the_last_slots_a_waiting_bigger_run_needs(scenario) -> None:
     """No unplaced run W would fit on a node n if one run S placed there in this call (with
     S no bigger than W; a single-slot S is the issue's case) moved to another node m with
