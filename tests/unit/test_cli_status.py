@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 from rich.console import Console
 
 from juqueue.cli.status import render_definition_errors, render_status
+from support.golden import assert_matches_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 ANSWER = json.loads((GOLDEN / "status_api.json").read_text())
@@ -30,12 +30,7 @@ def plain(renderable: object, width: int = 200) -> str:
 def test_status_matches_golden_file_line_by_line() -> None:
     got = plain(render_status(ANSWER))
     golden = GOLDEN / "status_render.txt"
-    if os.environ.get("JUQUEUE_UPDATE_GOLDEN"):
-        golden.write_text(got)
-    want = golden.read_text()
-    for number, (g, w) in enumerate(zip(got.splitlines(), want.splitlines()), start=1):
-        assert g == w, f"line {number} differs from {golden.name}"
-    assert got == want
+    assert_matches_golden(got, golden)
 
 
 def test_text_from_the_server_is_not_read_as_markup() -> None:

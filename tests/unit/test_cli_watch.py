@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from rich.console import Console
 from juqueue.cli.watch_feed import FeedMessage, parse_sse
 from juqueue.cli.watch_render import duration, progress_bar, render_watch, slot_map
 from juqueue.cli.watch_state import WatchState, apply_delta, apply_snapshot, eta_s, seed_events, until_done
+from support.golden import assert_matches_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 API = json.loads((GOLDEN / "watch_api.json").read_text())
@@ -62,12 +62,7 @@ def watched(focus: str | None = None) -> WatchState:
 def test_screen_matches_golden_file_line_by_line() -> None:
     got = plain(render_watch(watched(), NOW))
     golden = GOLDEN / "watch_render.txt"
-    if os.environ.get("JUQUEUE_UPDATE_GOLDEN"):
-        golden.write_text(got)
-    want = golden.read_text()
-    for number, (g, w) in enumerate(zip(got.splitlines(), want.splitlines()), start=1):
-        assert g == w, f"line {number} differs from {golden.name}"
-    assert got == want
+    assert_matches_golden(got, golden)
 
 
 def test_the_screen_shows_each_part() -> None:

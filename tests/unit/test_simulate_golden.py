@@ -10,13 +10,13 @@ them with JUQUEUE_UPDATE_GOLDEN=1 and say in the commit why the figures moved.""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from juqueue.cli import app
+from support.golden import assert_matches_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 COMMON = ["--num-slots", "4", "--restart-cost", "300", "--checkpoint-interval", "3600",
@@ -47,12 +47,7 @@ def _simulate(args: list[str]) -> str:
 
 def _check(name: str, got: str) -> None:
     golden = GOLDEN / f"simulate_{name}.json"
-    if os.environ.get("JUQUEUE_UPDATE_GOLDEN"):
-        golden.write_text(got)
-    want = golden.read_text()
-    for number, (g, w) in enumerate(zip(got.splitlines(), want.splitlines()), start=1):
-        assert g == w, f"line {number} differs from {golden.name}"
-    assert got == want
+    assert_matches_golden(got, golden)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
