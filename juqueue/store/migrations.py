@@ -20,12 +20,13 @@ fresh store of the new version would be; tests/unit/test_store_migrations.py che
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, inspect, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
@@ -99,12 +100,33 @@ def _v6_run_list_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_runs_node_cluster_status ON runs (node, cluster, status)")
 
 
+def _v7_run_duration(conn: Connection) -> None:
+    """runs.duration: each run's expected run time, copied out of its stored definition (so the
+    experiments' projection reads a column, not every queued run's JSON), and its index."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN duration FLOAT")
+    rows = conn.exec_driver_sql("SELECT global_id, spec_json FROM runs").all()
+    values = [{"gid": gid, "duration": d} for gid, spec in rows if (d := spec_duration(spec)) is not None]
+    if values:
+        conn.execute(text("UPDATE runs SET duration = :duration WHERE global_id = :gid"), values)
+    conn.exec_driver_sql("CREATE INDEX ix_runs_status_experiment_duration ON runs (status, experiment, duration, cluster)")
+
+
+def spec_duration(spec_json: str | None) -> float | None:
+    """The `duration` of a stored definition (seconds), or None (none, or JSON that is not a definition)."""
+    try:
+        value = json.loads(spec_json or "{}").get("duration")
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
     Migration(4, "add attempts.slots", _v4_attempt_slots),
     Migration(5, "add nodes.replaces and nodes.protected_until", _v5_node_replacement),
     Migration(6, "add the runs list's indexes", _v6_run_list_indexes),
+    Migration(7, "add runs.duration", _v7_run_duration),
 )
 
 

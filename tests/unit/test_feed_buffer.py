@@ -88,9 +88,9 @@ def test_publish_wakes_the_waiting_streams_through_their_loop():
 
 def _collect(buf: FeedBuffer, last_event_id: str | None, until: int, publish=lambda: None) -> list[tuple[str, str, dict]]:
     """Run feed_stream until `until` messages came; parse them as (id, event, data)."""
-    async def main() -> list[str]:
+    async def main() -> list[bytes]:
         stop = False
-        out: list[str] = []
+        out: list[bytes] = []
         gen = feed_stream(buf, last_event_id, lambda: stop, keepalive_s=60, poll_s=0.05)
         async for chunk in gen:
             out.append(chunk)
@@ -102,7 +102,7 @@ def _collect(buf: FeedBuffer, last_event_id: str | None, until: int, publish=lam
 
     parsed = []
     for chunk in asyncio.run(asyncio.wait_for(main(), 5)):
-        fields = dict(line.split(": ", 1) for line in chunk.strip().splitlines())
+        fields = dict(line.split(": ", 1) for line in chunk.decode().strip().splitlines())
         parsed.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
     return parsed
 
@@ -147,3 +147,23 @@ def test_batch_times_percentiles_over_the_window():
     now[0] = 301.0
     times.record(0.007)
     assert times.summary() == {"p50_ms": 7.0, "p95_ms": 7.0, "count": 1}
+
+
+def test_publish_wakes_each_event_loop_once_and_encodes_the_frame_once():
+    """Five streams on one loop: one wake-up (one write to its self-pipe) per message, and every
+    stream is handed the same bytes."""
+    class CountingLoop:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def call_soon_threadsafe(self, fn, *args):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            fn(*args)
+
+    loop = CountingLoop()
+    buf = FeedBuffer(size=10, client_backlog=10, boot="b")
+    waiters = [buf.subscribe(loop)[0] for _ in range(5)]  # type: ignore[arg-type]
+    msg = buf.publish(DELTA, {"i": 1})
+    assert loop.calls == 1 and all(w.event.is_set() for w in waiters)
+    assert msg.frame == b'id: b-1\nevent: delta\ndata: {"i":1}\n\n'
+    assert buf.since(0).messages[0].frame is msg.frame

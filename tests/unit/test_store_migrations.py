@@ -140,7 +140,8 @@ def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogC
     try:
         assert prepare_schema(plain, migrations=MIGRATIONS[:4]) == 5  # the store a version-5 release leaves
         assert not RUN_LIST_INDEXES & {i["name"] for i in inspect(plain).get_indexes("runs")}
-        before = snapshot(plain, {t: columns(plain, t) for t in TABLES})
+        v5_cols = {t: columns(plain, t) for t in TABLES}
+        before = snapshot(plain, v5_cols)
     finally:
         plain.dispose()
     with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
@@ -149,7 +150,7 @@ def test_v5_store_gets_the_runs_list_indexes(tmp_path: Path, caplog: pytest.LogC
     try:
         assert version_row(engine) == (1, LATEST_VERSION, __version__)
         assert RUN_LIST_INDEXES <= {i["name"] for i in inspect(engine).get_indexes("runs")}
-        assert snapshot(engine, {t: columns(engine, t) for t in TABLES}) == before
+        assert snapshot(engine, v5_cols) == before
         with engine.connect() as conn:
             plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN SELECT global_id FROM runs WHERE status = 'failed' AND experiment = 'legacy' "
@@ -370,3 +371,35 @@ def test_read_version_of_an_empty_database_is_none(tmp_path: Path) -> None:
         assert migrations.latest_version(()) == 1
     finally:
         plain.dispose()
+
+
+def test_v6_store_gets_the_run_duration_from_its_definitions(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Version 7 copies each run's `duration` out of its stored definition into `runs.duration`
+    (NULL without one, or when the JSON is not a definition) and indexes it; every row stays."""
+    db = load_v1(tmp_path)
+    plain = sqlalchemy.create_engine(f"sqlite:///{db}")
+    try:
+        assert prepare_schema(plain, migrations=MIGRATIONS[:5]) == 6  # the store a version-6 release leaves
+        with plain.begin() as conn:
+            conn.execute(text("UPDATE runs SET spec_json = :spec WHERE global_id = 'legacy@waiting'"),
+                         {"spec": '{"cmd": ["true"], "duration": 90.5}'})
+            conn.execute(text("UPDATE runs SET spec_json = 'not json' WHERE global_id = 'legacy@bad'"))
+        before = snapshot(plain, {t: columns(plain, t) for t in TABLES})
+    finally:
+        plain.dispose()
+    with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
+        engine = make_engine(None, tmp_path)
+    assert any("schema version 7: add runs.duration" in r.getMessage() for r in caplog.records)
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert "ix_runs_status_experiment_duration" in {i["name"] for i in inspect(engine).get_indexes("runs")}
+        cols = {t: [c for c in columns(engine, t) if c != "duration"] for t in TABLES}
+        assert snapshot(engine, cols) == before
+        with engine.connect() as conn:
+            durations = dict(conn.execute(text("SELECT global_id, duration FROM runs")).all())
+        assert durations.pop("legacy@waiting") == 90.5
+        assert set(durations.values()) == {None}  # no duration in their definitions, or not JSON at all
+        work = Store(engine).remaining_work(2_000_000_000.0)
+        assert work["legacy"].runs == 2 and work["legacy"].seconds is None  # one without a duration, no median
+    finally:
+        engine.dispose()
