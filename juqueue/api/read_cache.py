@@ -23,7 +23,7 @@ K = TypeVar("K")
 
 
 class RefreshAhead(Generic[T]):
-    def __init__(self, read: Callable[[], T], max_age_s: float = 5.0, ahead_s: float = 2.5,
+    def __init__(self, read: Callable[[], T], max_age_s: float = 5.0, ahead_s: float = 3.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.read, self.max_age_s, self.ahead_s, self.clock = read, max_age_s, ahead_s, clock
         self._lock = threading.Lock()
@@ -62,7 +62,7 @@ class RefreshAhead(Generic[T]):
 class PerStore(Generic[K, T]):
     """One `RefreshAhead` per store (the API's tests open several stores in one process)."""
 
-    def __init__(self, read: Callable[[K], T], max_age_s: float = 5.0, ahead_s: float = 2.5) -> None:
+    def __init__(self, read: Callable[[K], T], max_age_s: float = 5.0, ahead_s: float = 3.5) -> None:
         self.read, self.max_age_s, self.ahead_s = read, max_age_s, ahead_s
         self._lock = threading.Lock()
         self._caches: WeakKeyDictionary = WeakKeyDictionary()
