@@ -105,7 +105,9 @@ class StatusReads:
 
     def build_status_view(self) -> StatusView:
         caps = self.budgets.experiment_caps_view() if self.budgets.experiment_caps else {}  # it reads every run
-        return StatusView(self.nodes_snapshot(), self.cluster_health(), list(self.s.definition_errors),
+        # built at commit, when nodes that just ended are still in memory: only the live ones
+        live = [name for name, n in self.s.nodes.items() if n.state.is_live]
+        return StatusView(self.nodes_snapshot(live), self.cluster_health(), list(self.s.definition_errors),
                           dict(self.actions.error_details), self.clusters_snapshot(), caps)
 
     def cluster_health(self) -> dict[str, str | None]:

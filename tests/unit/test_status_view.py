@@ -15,6 +15,7 @@ from juqueue.api.app import create_app
 from juqueue.api.context import AppContext
 from juqueue.controller.status_view import StatusView, StatusViews
 from juqueue.definitions.models import ClusterSpec
+from juqueue.status import NodeState
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note on httpx
@@ -144,3 +145,14 @@ def test_a_command_is_seen_by_the_next_read(tmp_path: Path) -> None:
     finally:
         _stop_loop(c)
     assert drained["state"] == "draining" and drained["drained_by_user"]
+
+
+def test_a_node_that_ended_in_the_batch_is_not_in_the_view(tmp_path: Path) -> None:
+    """The view is built at commit, before ended nodes leave memory: it shows only live ones."""
+    spec = ClusterSpec(name="c", type="local", num_slots=2, max_jobs=2)
+    h = build_harness(tmp_path, [spec], run_specs(4, "c"))
+    h.step()
+    names = sorted(h.controller.s.nodes)
+    assert len(names) == 2
+    h.controller.s.nodes[names[0]].state = NodeState.GONE  # as node_gone leaves it until the commit's end
+    assert [n["name"] for n in h.controller.build_status_view().nodes] == names[1:]
