@@ -31,8 +31,3 @@ def error_details(texts: Iterable[str], known: Mapping[str, DefinitionError],
                                         field=err.field, message=err.message))
     return out
 
-
-def controller_errors(controller: object) -> tuple[list[str], dict[str, DefinitionError]]:
-    """The strings and the structured errors the controller holds; call on its thread."""
-    actions = getattr(controller, "actions", None)
-    return list(controller.definition_errors), dict(getattr(actions, "error_details", {}))  # type: ignore[attr-defined]

@@ -6,7 +6,8 @@ freed, a run queued, a node up), and the reconcile tick (triggered by Celery bea
 safety net: liveness, idle nodes, Redis resets. Ticks, events and user commands share this
 one thread, so they never run at the same time. The pieces, each on the shared state:
 lifecycle (runs), ingest (events), dispatch (placement), fleet and node_loss (nodes),
-recovery (store and Redis), actions (users), feed (the live feed, built at commit).
+recovery (store and Redis), actions (users), feed (the live feed, built at commit), views
+(what the API's overview reads, published at commit: a read never waits for this thread).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +49,7 @@ from juqueue.controller.publisher import Publisher
 from juqueue.controller.recovery import Recovery
 from juqueue.controller.shutdown import shutdown_nodes
 from juqueue.controller.state import ControllerState
+from juqueue.controller.status_view import StatusReads, StatusViews
 from juqueue.controller.timing import BatchTimes
 from juqueue.controller.usage import UsageSampler
 from juqueue.definitions.models import ClusterSpec
@@ -65,7 +67,7 @@ class _Command:
     future: Future = field(default_factory=Future)
 
 
-class Controller:
+class Controller(StatusReads):
     def __init__(self, config: ControllerConfig, store: Store, stream: EventStream, leases: Leases, generation: Generation,
                  publisher: Publisher, backends: dict[str, NodeBackend], namespace: str, clock: Clock | None = None) -> None:
         self.config = config
@@ -85,7 +87,8 @@ class Controller:
         self.node_actions = NodeActions(state, self.fleet, self.loss, backends)
         self.usage = UsageSampler(state)
         self.feed = Feed(state, self.nodes_snapshot, self.usage.point)  # one message per committed batch
-        state.on_commit = self.feed.on_commit
+        self.views = StatusViews(self.build_status_view)
+        state.on_commit = self._on_commit
         self.batch_times = BatchTimes()  # each batch's duration, for /api/status
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._stop = threading.Event()
@@ -118,10 +121,13 @@ class Controller:
     @definition_errors.setter
     def definition_errors(self, errors: list[str]) -> None:
         self.s.definition_errors = errors
+        if self._thread is not None and self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self.call(lambda: None)  # a command publishes the status view: the next read shows them
 
     def start(self) -> None:
         self.recovery.load(at_start=True)
         self.consolidator.adopt()
+        self.views.publish()
         self._thread = threading.Thread(target=self._loop, name="juqueue-controller", daemon=True)
         self._thread.start()
 
@@ -177,31 +183,6 @@ class Controller:
         self.clusters_view = MappingProxyType(dict(self.config.clusters))
         return changes
 
-    def cluster_health(self) -> dict[str, str | None]:
-        return {name: h.paused_reason for name, h in self.s.health.items()}
-
-    def clusters_snapshot(self) -> dict[str, dict]:
-        """Per cluster: target, policies, the consolidation under way, why a surplus waits, budget."""
-        budgets = self.budgets.status()
-        return {name: {**self.consolidator.status(name), "budget": budgets["clusters"].get(name)}
-                for name in self.config.clusters}
-
-    def experiment_budgets(self) -> dict[str, dict]:
-        return self.budgets.status()["experiments"]
-
-    def nodes_snapshot(self, names: Iterable[str] | None = None) -> list[dict]:
-        """Live nodes (or those named) as the API shows them, each with why it is surplus or kept."""
-        verdicts = self.consolidator.node_verdicts()
-        out = []
-        nodes = self.s.nodes.values() if names is None else [self.s.nodes[m] for m in names if m in self.s.nodes]
-        for n in sorted(nodes, key=lambda n: n.name):
-            surplus = n.name in self.s.surplus
-            why = verdicts.get(n.name)
-            reason = why.reason if why is not None and why.surplus == surplus else None
-            out.append(n.as_api(surplus=surplus, surplus_reason=reason if surplus else None,
-                                kept_reason=None if surplus else reason))
-        return out
-
     # ================================================================ the loop
     def _loop(self) -> None:
         pending_first = True
@@ -225,6 +206,10 @@ class Controller:
                 log.exception("controller iteration failed; rebuilding from the store")
                 self._rebuild()
                 time.sleep(1)
+
+    def _on_commit(self, batch: WriteBatch) -> None:
+        self.feed.on_commit(batch)
+        self.views.after_commit(bool(batch))
 
     def _guarded(self, fn: Callable[[], None]) -> None:
         try:
@@ -269,6 +254,7 @@ class Controller:
         self.recovery.load(at_start=False)
         self.consolidator.adopt()
         self.feed.resync("memory rebuilt from the store")
+        self.views.publish()
 
     def iterate(self, pending_first: bool) -> bool:
         """One batch: read, apply, act, commit, then acknowledge. Returns whether unacknowledged
@@ -314,6 +300,7 @@ class Controller:
                 return
             try:
                 result = cmd.fn()
+                self.views.wanted_now()  # the caller may read the overview next: it shows what this did
                 self.s.commit()
                 cmd.future.set_result(result)
             except SQLAlchemyError as exc:

@@ -1,12 +1,14 @@
 """The live feed's ring buffer: messages the controller thread appends, the API's streams read.
 
 The controller thread never waits for a client. It appends one message to a bounded ring
-(`collections.deque(maxlen=...)`) under a lock held only for the append, then wakes every
-waiting stream with `loop.call_soon_threadsafe(event.set)` (a non-blocking write to the event
-loop's self-pipe). Each stream keeps only a cursor (the last id it sent): its queue is the part
+(`collections.deque(maxlen=...)`) under a lock held only for the append and sets a
+`threading.Event`; a small waker thread then wakes the waiting streams with one
+`loop.call_soon_threadsafe` per event loop (a non-blocking write to its self-pipe), so the
+controller thread makes no system call for the feed. Each stream keeps only a cursor (the last id it sent): its queue is the part
 of the shared ring after its cursor, bounded by `client_backlog`. A stream whose cursor is more
 than that behind, or no longer in the ring, gets `resync` instead of what it missed. No message
-is copied per client and nothing grows with a slow client.
+is copied or encoded per client (each message carries its SSE frame as bytes, built once) and
+nothing grows with a slow client.
 
 Ids are `<boot>-<n>`: `n` increases by one per message, `boot` names this buffer (this `serve`),
 so a `Last-Event-ID` from an earlier server is never taken for one of ours. A batch committed
@@ -37,6 +39,13 @@ class FeedMessage:
     n: int
     event: str
     data: str  # JSON text
+    frame: bytes  # the whole SSE message (id, event, data) as sent: encoded once, written to every stream
+
+
+def sse_text(event: str, data: str, event_id: str | None = None) -> str:
+    """One SSE message (`data` is one line of JSON)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n"
 
 
 @dataclass(eq=False)
@@ -65,6 +74,8 @@ class FeedBuffer:
         self._ring: deque[FeedMessage] = deque(maxlen=max(1, size))
         self._last = 0
         self._waiters: set[Waiter] = set()
+        self._due = threading.Event()  # a message waits to be announced to the streams
+        self._waker: threading.Thread | None = None
 
     # ---------------------------------------------------------------- the controller's side
     @property
@@ -77,10 +88,12 @@ class FeedBuffer:
         data = json.dumps(payload, separators=(",", ":"), default=str)
         with self._lock:
             self._last += 1
-            msg = FeedMessage(self._last, event, data)
+            msg = FeedMessage(self._last, event, data, sse_text(event, data, self.format_id(self._last)).encode())
             self._ring.append(msg)
-            waiters = list(self._waiters)
-        _wake(waiters)
+            if self._waker is None:
+                self._waker = threading.Thread(target=self._wake_loop, name="juqueue-feed-wake", daemon=True)
+                self._waker.start()
+        self._due.set()  # no system call here: the waker thread writes to the loops' self-pipes
         return msg
 
     def skip(self) -> None:
@@ -90,6 +103,18 @@ class FeedBuffer:
             self._last += 1
             if self._ring:
                 self._ring.clear()
+
+    def _wake_loop(self) -> None:
+        """The streams' wake-ups, off the controller thread: a write to an event loop's self-pipe
+        gives up the GIL, and the thread that made it then waits to get it back (up to the
+        interpreter's switch interval, behind whatever thread runs meanwhile). Messages that come
+        while one wake-up is under way are announced by the next, together."""
+        while True:
+            self._due.wait()
+            self._due.clear()
+            with self._lock:
+                waiters = list(self._waiters)
+            _wake(waiters)
 
     # ---------------------------------------------------------------- the streams' side
     def subscribe(self, loop: asyncio.AbstractEventLoop) -> tuple[Waiter, int]:
@@ -133,11 +158,22 @@ class FeedBuffer:
 
 
 def _wake(waiters: list[Waiter]) -> None:
+    """One `call_soon_threadsafe` per event loop, not per stream: each one writes to the loop's
+    self-pipe, and every such system call gives up the GIL, which the controller thread then
+    waits to get back (with five streams that was a tenth of a batch)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
     for w in waiters:
+        by_loop.setdefault(w.loop, []).append(w.event)
+    for loop, events in by_loop.items():
         try:
-            w.loop.call_soon_threadsafe(w.event.set)
+            loop.call_soon_threadsafe(_set_all, events)
         except RuntimeError:  # its loop is closed: the server is going away
             pass
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 def _env_int(name: str, default: int) -> int:

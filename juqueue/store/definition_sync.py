@@ -80,7 +80,7 @@ def apply_definitions(s: Session, result: LoadResult, now: float | None = None, 
                 new_runs.append({
                     "global_id": gid, "experiment": spec.experiment, "run_id": spec.id, "cluster": spec.cluster,  # type: ignore[attr-defined]
                     "status": (RunStatus.HELD if hold_new or spec.hold else RunStatus.QUEUED).value,  # type: ignore[attr-defined]
-                    "attempt": 0, "spec_json": spec.model_dump_json(),  # type: ignore[attr-defined]
+                    "attempt": 0, "spec_json": spec.model_dump_json(), "duration": spec.duration,  # type: ignore[attr-defined]
                     "fingerprint": fp, "depends_on": json.dumps(spec.depends_on), "max_retries": spec.max_retries,  # type: ignore[attr-defined]
                     "retries_used": 0, "defined": True, "queued_at": stamp,
                     "def_order": def_order[gid],
@@ -99,7 +99,8 @@ def apply_definitions(s: Session, result: LoadResult, now: float | None = None, 
                     # with the new definition; other edits apply without interrupting it.
                     runs_differently = _execution(old_spec) != _execution(spec.model_dump_json())  # type: ignore[attr-defined]
                     (summary.restart if runs_differently else summary.updated_live).append(gid)
-                values.update(cluster=spec.cluster, spec_json=spec.model_dump_json(), fingerprint=fp,  # type: ignore[attr-defined]
+                values.update(cluster=spec.cluster, spec_json=spec.model_dump_json(), duration=spec.duration,  # type: ignore[attr-defined]
+                              fingerprint=fp,
                               depends_on=json.dumps(spec.depends_on), max_retries=spec.max_retries)  # type: ignore[attr-defined]
                 events.append({"global_id": gid, "ts": stamp, "kind": "redefined", "attempt": None, "node": None, "detail": spec.source_file})  # type: ignore[attr-defined]
                 summary.updated.append(gid)

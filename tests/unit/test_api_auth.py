@@ -14,6 +14,7 @@ import pytest
 
 from juqueue.api.app import create_app
 from juqueue.api.context import AppContext
+from juqueue.controller.status_view import StatusView
 from juqueue.paths import WorkDir
 from juqueue.status import RunStatus
 from juqueue.store.engine import make_engine
@@ -60,6 +61,10 @@ class FakeController:
     def clusters_snapshot(self) -> dict:
         return {"local": {"target_nodes": 1, "scaling_policy": "maximize_running", "consolidation": "aggressive",
                           "consolidating": None, "surplus_reason": None}}
+
+    def status_view(self) -> StatusView:
+        return StatusView(self.nodes_snapshot(), self.cluster_health(), list(self.definition_errors), {},
+                          self.clusters_snapshot(), {})
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 from juqueue.api.routes.events import feed_stream
 from juqueue.controller.feed_buffer import DELTA, RESYNC, FeedBuffer
@@ -78,7 +79,7 @@ def test_publish_wakes_the_waiting_streams_through_their_loop():
         assert current == 0 and buf.active
         buf.publish(DELTA, {})
         assert not waiter.event.is_set()  # set on the stream's loop, not on the caller's thread
-        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.wait_for(waiter.event.wait(), 30))  # the waker thread schedules it
         assert waiter.event.is_set()
         buf.unsubscribe(waiter)
         assert not buf.active
@@ -88,9 +89,9 @@ def test_publish_wakes_the_waiting_streams_through_their_loop():
 
 def _collect(buf: FeedBuffer, last_event_id: str | None, until: int, publish=lambda: None) -> list[tuple[str, str, dict]]:
     """Run feed_stream until `until` messages came; parse them as (id, event, data)."""
-    async def main() -> list[str]:
+    async def main() -> list[bytes]:
         stop = False
-        out: list[str] = []
+        out: list[bytes] = []
         gen = feed_stream(buf, last_event_id, lambda: stop, keepalive_s=60, poll_s=0.05)
         async for chunk in gen:
             out.append(chunk)
@@ -102,7 +103,7 @@ def _collect(buf: FeedBuffer, last_event_id: str | None, until: int, publish=lam
 
     parsed = []
     for chunk in asyncio.run(asyncio.wait_for(main(), 5)):
-        fields = dict(line.split(": ", 1) for line in chunk.strip().splitlines())
+        fields = dict(line.split(": ", 1) for line in chunk.decode().strip().splitlines())
         parsed.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
     return parsed
 
@@ -147,3 +148,26 @@ def test_batch_times_percentiles_over_the_window():
     now[0] = 301.0
     times.record(0.007)
     assert times.summary() == {"p50_ms": 7.0, "p95_ms": 7.0, "count": 1}
+
+
+def test_publish_wakes_each_event_loop_once_and_encodes_the_frame_once():
+    """Five streams on one loop: one wake-up (one write to its self-pipe) per message, made by the
+    waker thread, and every stream is handed the same bytes."""
+    class CountingLoop:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.woken = threading.Event()
+
+        def call_soon_threadsafe(self, fn, *args):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            fn(*args)
+            self.woken.set()
+
+    loop = CountingLoop()
+    buf = FeedBuffer(size=10, client_backlog=10, boot="b")
+    waiters = [buf.subscribe(loop)[0] for _ in range(5)]  # type: ignore[arg-type]
+    msg = buf.publish(DELTA, {"i": 1})
+    assert loop.woken.wait(30)  # by the waker thread, not by publish
+    assert loop.calls == 1 and all(w.event.is_set() for w in waiters)
+    assert msg.frame == b'id: b-1\nevent: delta\ndata: {"i":1}\n\n'
+    assert buf.since(0).messages[0].frame is msg.frame

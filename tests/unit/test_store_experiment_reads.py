@@ -55,3 +55,14 @@ def test_remaining_work_on_postgresql(postgres_databases, tmp_path: Path) -> Non
         _check(Store(engine))
     finally:
         engine.dispose()
+
+
+def test_definitions_fill_the_duration_column_and_a_redefinition_changes_it(tmp_path: Path) -> None:
+    store = Store(make_engine(None, tmp_path))
+    load = lambda d: LoadResult(runs=run_specs(2, "c", experiment="e", **({"duration": d} if d else {})),  # noqa: E731
+                                experiments={"e": "e.yaml"})
+    store.apply_definitions(load(30), now=NOW)
+    assert {r.global_id: r.duration for r in store.list_runs()} == {"e@r0": 30.0, "e@r1": 30.0}
+    store.apply_definitions(load(None), now=NOW)
+    assert {r.duration for r in store.list_runs()} == {None}
+    assert store.remaining_work(NOW)["e"].seconds is None

@@ -408,3 +408,35 @@ def test_read_version_of_an_empty_database_is_none(tmp_path: Path) -> None:
         assert migrations.latest_version(()) == 1
     finally:
         plain.dispose()
+
+
+def test_v6_store_gets_the_run_duration_from_its_definitions(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Version 9 copies each run's `duration` out of its stored definition into `runs.duration`
+    (NULL without one, or when the JSON is not a definition) and indexes it; every row stays."""
+    db = load_v1(tmp_path)
+    plain = sqlalchemy.create_engine(f"sqlite:///{db}")
+    try:
+        assert prepare_schema(plain, migrations=MIGRATIONS[:5]) == 6  # the store a version-6 release leaves
+        with plain.begin() as conn:
+            conn.execute(text("UPDATE runs SET spec_json = :spec WHERE global_id = 'legacy@waiting'"),
+                         {"spec": '{"cmd": ["true"], "duration": 90.5}'})
+            conn.execute(text("UPDATE runs SET spec_json = 'not json' WHERE global_id = 'legacy@bad'"))
+        v6_cols = {t: columns(plain, t) for t in TABLES}
+        before = snapshot(plain, v6_cols)
+    finally:
+        plain.dispose()
+    with caplog.at_level(logging.INFO, logger="juqueue.store.migrations"):
+        engine = make_engine(None, tmp_path)
+    assert any("schema version 9: add runs.duration" in r.getMessage() for r in caplog.records)
+    try:
+        assert version_row(engine) == (1, LATEST_VERSION, __version__)
+        assert "ix_runs_status_experiment_duration" in {i["name"] for i in inspect(engine).get_indexes("runs")}
+        assert snapshot(engine, v6_cols) == before
+        with engine.connect() as conn:
+            durations = dict(conn.execute(text("SELECT global_id, duration FROM runs")).all())
+        assert durations.pop("legacy@waiting") == 90.5
+        assert set(durations.values()) == {None}  # no duration in their definitions, or not JSON at all
+        work = Store(engine).remaining_work(2_000_000_000.0)
+        assert work["legacy"].runs == 2 and work["legacy"].seconds is None  # one without a duration, no median
+    finally:
+        engine.dispose()

@@ -22,7 +22,7 @@ from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
 from juqueue.api.deps import ContextDep
 from juqueue.api.logs import MAX_LOG_CHUNK, whole_utf8
-from juqueue.controller.feed_buffer import HELLO, RESYNC, FeedBuffer
+from juqueue.controller.feed_buffer import HELLO, RESYNC, FeedBuffer, sse_text
 from juqueue.status import RunStatus
 
 router = APIRouter(prefix="/api/events", tags=["events"], dependencies=[Depends(require_token)])
@@ -36,8 +36,7 @@ _EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 
 def sse(event: str, data: str, event_id: str | None = None) -> str:
     """One SSE message (`data` is one line of JSON)."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {data}\n\n"
+    return sse_text(event, data, event_id)
 
 
 @router.get("", summary="The live feed (server-sent events): what changed, one message per controller batch",
@@ -54,8 +53,9 @@ async def events(ctx: ContextDep, last_event_id: Annotated[str | None, Header(
 
 
 async def feed_stream(buffer: FeedBuffer, last_event_id: str | None, stopping: Callable[[], bool],
-                      keepalive_s: float = KEEPALIVE_S, poll_s: float = POLL_S) -> AsyncIterator[str]:
-    """The messages after the client's cursor, as they come, until the server stops."""
+                      keepalive_s: float = KEEPALIVE_S, poll_s: float = POLL_S) -> AsyncIterator[bytes]:
+    """The messages after the client's cursor, as they come, until the server stops. Deltas are
+    the frames the buffer encoded once; this only writes them."""
     loop = asyncio.get_running_loop()
     waiter, current = buffer.subscribe(loop)
     try:
@@ -64,24 +64,24 @@ async def feed_stream(buffer: FeedBuffer, last_event_id: str | None, stopping: C
             cursor = current
             if last_event_id is None:  # a new client: the id to come back with
                 hello = {"id": buffer.format_id(current), "client_backlog": buffer.client_backlog}
-                yield sse(HELLO, json.dumps(hello), buffer.format_id(current))
+                yield sse(HELLO, json.dumps(hello), buffer.format_id(current)).encode()
             else:  # another server's id, or not one of ours
-                yield sse(RESYNC, json.dumps({"reason": "unknown id"}), buffer.format_id(current))
+                yield sse(RESYNC, json.dumps({"reason": "unknown id"}), buffer.format_id(current)).encode()
         quiet_since = loop.time()
         while not stopping():
             waiter.event.clear()  # before reading: a message appended after this sets it again
             catchup = buffer.since(cursor)
             if catchup.resync is not None:
-                yield sse(RESYNC, json.dumps({"reason": catchup.resync}), buffer.format_id(catchup.last))
+                yield sse(RESYNC, json.dumps({"reason": catchup.resync}), buffer.format_id(catchup.last)).encode()
                 cursor, quiet_since = catchup.last, loop.time()
                 continue
             for msg in catchup.messages:
-                yield sse(msg.event, msg.data, buffer.format_id(msg.n))
+                yield msg.frame
                 cursor, quiet_since = msg.n, loop.time()
             if catchup.messages:
                 continue
             if loop.time() - quiet_since >= keepalive_s:
-                yield ": keep-alive\n\n"
+                yield b": keep-alive\n\n"
                 quiet_since = loop.time()
             try:
                 await asyncio.wait_for(waiter.event.wait(), poll_s)

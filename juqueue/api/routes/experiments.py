@@ -4,17 +4,17 @@ came from and its definition errors."""
 from __future__ import annotations
 
 import time
-from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Depends
 
 from juqueue.api.auth import require_token
 from juqueue.api.context import AppContext
-from juqueue.api.definition_errors import controller_errors, error_details
+from juqueue.api.definition_errors import error_details
 from juqueue.api.deps import ContextDep
 from juqueue.api.models.errors import error_responses
 from juqueue.api.models.experiments import ExperimentModel
 from juqueue.api.models.status import DefinitionErrorModel
+from juqueue.api.read_cache import PerStore
 from juqueue.api.routes.usage import usage_totals
 from juqueue.policy.budget import projected_node_hours
 from juqueue.status import RunStatus
@@ -32,13 +32,8 @@ def list_experiments(ctx: ContextDep) -> list[ExperimentModel]:
     `spent_node_hours` is what its cap counts (its `node_hours`); `projected_node_hours` what its
     queued and live runs are expected to need (0: none left; null: some run's duration unknown),
     read at most every 5 s, like the node-hours."""
-    c = ctx.controller
-
-    def snapshot() -> tuple:
-        texts, known = controller_errors(c)
-        return texts, known, c.budgets.experiment_caps_view()  # type: ignore[attr-defined]
-
-    texts, known, caps = c.call(snapshot)  # type: ignore[misc]
+    view = ctx.controller.status_view()  # published by the controller thread: never waits for it
+    texts, known, caps = view.definition_errors, view.error_details, view.experiment_caps
     rows = {r.name: r for r in ctx.store.experiments()}
     counts = ctx.store.experiment_status_counts()
     usage = usage_totals(ctx.store)["experiments"]
@@ -64,19 +59,15 @@ def list_experiments(ctx: ContextDep) -> list[ExperimentModel]:
     return out
 
 
-_CACHE_S = 5.0  # the remaining work reads every queued run's definition (100,000: a few hundred ms)
-_cache: "WeakKeyDictionary[Store, tuple[float, dict[str, RemainingWork]]]" = WeakKeyDictionary()
+# the remaining work reads every queued run's duration (100,000: tens of ms): at most 5 s old,
+# read again ahead of time while clients keep asking (juqueue.api.read_cache)
+_remaining: PerStore[Store, dict[str, RemainingWork]] = PerStore(lambda store: store.remaining_work(time.time()),
+                                                                  max_age_s=5.0)
 
 
 def _remaining_work(store: Store) -> dict[str, RemainingWork]:
     """Each experiment's remaining work, read at most every few seconds per store (like the usage totals)."""
-    now = time.monotonic()
-    hit = _cache.get(store)
-    if hit is not None and now - hit[0] < _CACHE_S:
-        return hit[1]
-    work = store.remaining_work(time.time())
-    _cache[store] = (now, work)
-    return work
+    return _remaining.get(store)
 
 
 def _projected(ctx: AppContext, work: RemainingWork | None) -> float | None:

@@ -34,7 +34,7 @@ def _ended(row: NodeRow) -> NodeModel:
 @router.get("/nodes", summary="Live nodes, then recently ended ones", response_model=list[NodeModel])
 def list_nodes(ctx: ContextDep, ended_limit: Annotated[int, Query(ge=0, le=500)] = 50) -> list[NodeModel]:
     c = ctx.controller
-    live = [NodeModel.model_validate(dict(n, live=True)) for n in c.call(c.nodes_snapshot)]  # type: ignore[attr-defined]
+    live = [NodeModel.model_validate(dict(n, live=True)) for n in c.status_view().nodes]  # never waits for the controller
     names = {n.name for n in live}
     ended = [_ended(r) for r in ctx.store.all_nodes() if r.name not in names][:ended_limit]
     return live + ended

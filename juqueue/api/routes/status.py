@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.exc import SQLAlchemyError
 
 from juqueue.api.auth import require_token
-from juqueue.api.definition_errors import controller_errors, error_details
+from juqueue.api.definition_errors import error_details
 from juqueue.api.deps import ContextDep
 from juqueue.api.models.errors import error_responses
 from juqueue.api.models.nodes import NodeModel
@@ -32,17 +32,9 @@ def get_status(ctx: ContextDep) -> dict:
         counts = None
         store_error = _controller_store_error(c) or f"store unavailable: {_first_line(exc)}"
 
-    def snapshot() -> tuple:
-        return c.nodes_snapshot(), c.cluster_health(), controller_errors(c), c.clusters_snapshot()
-
-    # served by the controller thread, also while it waits for the store
-    try:
-        nodes, health, (errors, known), scaling = c.call(snapshot)
-    except SQLAlchemyError as exc:
-        # The commit that follows every command carried a batch of events and failed; the
-        # controller now waits for the store and serves commands without writing: ask again.
-        store_error = store_error or f"store unavailable: {_first_line(exc)}"
-        nodes, health, (errors, known), scaling = c.call(snapshot)
+    # the controller's copies, published at its commits: this read never waits for its thread
+    view = c.status_view()
+    nodes, health, errors, known, scaling = view.nodes, view.health, view.definition_errors, view.error_details, view.clusters
     try:
         sources = {r.name: r.source_file for r in ctx.store.experiments()} if counts is not None else {}
     except SQLAlchemyError:

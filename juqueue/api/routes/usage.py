@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Annotated
 
@@ -13,35 +12,28 @@ from juqueue.api.auth import require_token
 from juqueue.api.deps import StoreDep
 from juqueue.api.models.errors import error_responses
 from juqueue.api.models.usage import UsageModel
+from juqueue.api.read_cache import PerStore
 from juqueue.store.store import Store
 
 router = APIRouter(prefix="/api", tags=["usage"], dependencies=[Depends(require_token)],
                    responses=error_responses(401, 422))
 
 
-_CACHE_S = 5.0  # /api/status is polled every few seconds (the totals read nodes, live attempts and running totals)
-_cache: dict[int, tuple[float, dict]] = {}
+def _read_totals(store: Store) -> dict:
+    nodes, attempts, ended = store.usage_inputs()
+    return compute_usage(nodes, attempts, time.time(), ended).as_dict()
 
 
-_lock = threading.Lock()
+# /api/status is polled every few seconds (the totals read nodes, live attempts and the running
+# totals): at most 5 s old, read again ahead of time while clients keep asking
+# (juqueue.api.read_cache), by one reader at a time
+_totals: PerStore[Store, dict] = PerStore(_read_totals, max_age_s=5.0)
+
 
 
 def usage_totals(store: Store) -> dict:
-    """The totals, computed at most every few seconds per store, by one request at a time: the
-    dashboard asks `/api/status` and `/api/experiments` together, and requests arriving while the
-    totals are computed take that result instead of computing them again."""
-    hit = _cache.get(id(store))
-    if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
-        return hit[1]
-    with _lock:
-        hit = _cache.get(id(store))
-        if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
-            return hit[1]
-        now = time.monotonic()
-        nodes, attempts, ended = store.usage_inputs()
-        totals = compute_usage(nodes, attempts, time.time(), ended).as_dict()
-        _cache[id(store)] = (now, totals)
-        return totals
+    """The totals, read at most every few seconds per store."""
+    return _totals.get(store)
 
 
 @router.get("/usage", summary="Node-hours billed, busy slot-hours, efficiency and work lost; the series per cluster",
