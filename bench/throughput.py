@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # suppor
 from support.processes import free_port, kill_pids, work_dir_pids  # noqa: E402
 from support.serve import launch_serve, log_tail, wait_serve_ready  # noqa: E402
 from throughput_hq import HyperQueue, Redirect  # noqa: E402
-from throughput_procs import FeedListener, cpu_delta, cpu_snapshot, roles, rss_mb  # noqa: E402
+from throughput_procs import FeedListener, broker_calls, cpu_delta, cpu_snapshot, roles, rss_mb  # noqa: E402
 from throughput_profile import start_profilers, stop_profilers, summarize_profile  # noqa: E402
 
 from juqueue.paths import WorkDir  # noqa: E402
@@ -209,6 +209,9 @@ class JuQueueBench:
                 "select count(distinct a.node) from attempts a join runs r on r.global_id = a.global_id "
                 "where r.experiment = 'warmup'").fetchone()[0]
         self.role_of = roles(srv.work_dir_pids(), srv.proc.pid)
+        import redis
+
+        self.broker = redis.Redis.from_url(WorkDir(srv.work_dir).broker_url_file.read_text().strip(), decode_responses=True)
 
     def run(self, n: int, name: str, profile_dir: Path | None = None) -> dict:
         """n `true` runs as one matrix experiment; timed by the store (first queued_at -> last ended_at)."""
@@ -219,12 +222,14 @@ class JuQueueBench:
             workers = sorted(pid for pid, role in self.role_of.items() if role.startswith("worker"))
             spies = start_profilers([("serve", srv.proc.pid)] + [("worker0", pid) for pid in workers[:1]],
                                     profile_dir / name, log)
-        cpu0 = cpu_snapshot(self.role_of)
+        cpu0, calls0 = cpu_snapshot(self.role_of), broker_calls(self.broker)
         try:
             srv.add_experiment(f"{name}.yaml", matrix_experiment(name, ["true"], n))
             srv.wait_experiment_final(name, n, 0.5, max(300, n / 5))
         finally:
             out["cpu"] = cpu_delta(cpu0, cpu_snapshot(self.role_of))
+            calls1 = broker_calls(self.broker)
+            out["calls"] = {cmd: calls1[cmd] - calls0.get(cmd, 0) for cmd in calls1 if calls1[cmd] > calls0.get(cmd, 0)}
             out["profiles"] = stop_profilers(spies)
         with srv.db() as db:
             q0, e1, cnt, ok = db.execute(
@@ -338,6 +343,11 @@ def report(args: argparse.Namespace, res: dict, jq: JuQueueBench, hq: HyperQueue
         if h:
             line += f"  hq {med([o['cpu'] for o in h]) / n * 1000:.2f} (its server and workers, in the bench process)"
         p(line)
+        calls = [o.get("calls") or {} for o in j]
+        if any(calls):
+            per = {cmd: med([c.get(cmd, 0) for c in calls]) / n for cmd in set().union(*calls)}
+            top = "  ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+            p(f"broker   N={n:<5} commands per run: {sum(per.values()):.2f}  ({top})")
     if lat:
         lat_ms = [v * 1000 for v in lat["lat"]]
         k = len(lat_ms)
@@ -355,7 +365,7 @@ def report(args: argparse.Namespace, res: dict, jq: JuQueueBench, hq: HyperQueue
     n_t = TARGET_N if TARGET_N in hq_ratio_at else (max(hq_ratio_at) if hq_ratio_at else None)
     if n_t is not None:
         met = hq_ratio_at[n_t] >= TARGET_HQ_RATIO
-        p(f"target   throughput >= {TARGET_HQ_RATIO:.2f} x HyperQueue at N={TARGET_N} (median of 3 rounds): "
+        p(f"target   throughput >= {TARGET_HQ_RATIO:.2f} x HyperQueue at N={TARGET_N} (median of {len(res[n_t]['juqueue'])} rounds): "
           f"{'met' if met else 'NOT met'} ({hq_ratio_at[n_t]:.2f}{'' if n_t == TARGET_N else f' at N={n_t}'})")
     else:
         p(f"target   throughput >= {TARGET_HQ_RATIO:.2f} x HyperQueue at N={TARGET_N}: NOT measured")

@@ -111,3 +111,13 @@ class FeedListener:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def broker_calls(client) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Commands the broker has executed, per command (`INFO commandstats`; a Lua script's own
+    calls count too): a count that, unlike CPU, does not depend on the machine's load."""
+    try:
+        stats = client.info("commandstats")
+    except Exception:
+        return {}
+    return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
