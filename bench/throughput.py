@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""JuQueue throughput and latency benchmark, against the targets: >= 0.40 x xargs, median latency < 10 ms.
+"""JuQueue throughput and latency benchmark, side by side with xargs and HyperQueue.
 
-One run measures, on this machine and in this order:
+Targets (printed as met / NOT met; the exit code is always 0):
+- throughput of N = 6000 `true` runs >= 1.0 x HyperQueue in the same round, median of 3 rounds;
+- median queued -> started < 5 ms on a warm node with a free slot;
+- each worker idle: CPU < 1% of one core over 60 s and RSS < 100 MB.
 
+Each round, for every N (default 2000 and 6000), one after the other on this machine:
 1. xargs:      `seq N | xargs -P 16 -n 1 true` (the machine's own limit for spawning N processes)
-2. JuQueue:    N `true` runs through `juqueue serve` with a local cluster of 2 nodes x 8 slots,
-               warmed first; timed by JuQueue's own records (first queued_at -> last ended_at).
-3. HyperQueue: N `true` tasks on a LocalCluster of 2 workers x 8 cores (optional: `pip install hyperqueue`),
-               timed from submit to the end of one final task that depends on all others.
-4. Latency:    K single-run experiments on the warm nodes: attempt.started_at - run.queued_at from the store.
+2. JuQueue:    N `true` runs through one `juqueue serve` with a local cluster of 2 nodes x 8 slots,
+               warmed once and kept warm; timed by JuQueue's own records (first queued_at -> last
+               ended_at); one live-feed client (GET /api/events) stays connected throughout.
+3. HyperQueue: N `true` tasks on a LocalCluster of 2 workers x 8 cores, warmed once (optional:
+               `pip install hyperqueue`), timed from submit to the end of one final task that
+               depends on all others.
+Then: latency (K single-run experiments on the warm nodes: started_at - queued_at from the
+store) and the workers' idle CPU and RSS. CPU per run is each process's own CPU while the N
+runs went through, divided by N.
 
-Usage: python bench/throughput.py [--n 2000] [--k 15] [--skip-hq] [--keep]
-It never asserts: targets are printed as met / NOT met and the exit code is 0.
+Usage: python bench/throughput.py [--n 2000,6000] [--rounds 3] [--k 15] [--idle 60] [--skip-hq] [--keep]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import httpx
@@ -35,18 +43,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # suppor
 
 from support.processes import free_port, kill_pids, work_dir_pids  # noqa: E402
 from support.serve import launch_serve, log_tail, wait_serve_ready  # noqa: E402
+from throughput_hq import HyperQueue, Redirect  # noqa: E402
+from throughput_procs import FeedListener, broker_calls, cpu_delta, cpu_snapshot, roles, rss_mb  # noqa: E402
+from throughput_profile import start_profilers, stop_profilers, summarize_profile  # noqa: E402
 
 from juqueue.paths import WorkDir  # noqa: E402
 
 FINAL = ("completed", "failed", "cancelled")
 LIVE = ("queued", "assigned", "running")
 SLOTS, NODES = 8, 2
-TARGET_RATIO = 0.40
-TARGET_LATENCY_MS = 10.0
+TARGET_N = 6000  # the throughput target is defined for this N ...
+TARGET_HQ_RATIO = 1.0  # ... as JuQueue's rate over HyperQueue's in the same round, median of the rounds
+TARGET_LATENCY_MS = 5.0  # median queued -> started on a warm node with a free slot
+TARGET_IDLE_CPU_PCT = 1.0  # a worker with nothing to run, over the idle period
+TARGET_RSS_MB = 100
+
+
+_ERR = sys.stderr  # the bench's own stderr (HyperQueue's output goes to hq.log while it runs)
 
 
 def log(msg: str) -> None:
-    print(f"# {msg}", file=sys.stderr, flush=True)
+    print(f"# {msg}", file=_ERR, flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -169,44 +186,69 @@ def matrix_experiment(name: str, cmd: list[str], n: int) -> str:
             f"matrix:\n  i: [{', '.join(str(i) for i in range(n))}]\n")
 
 
-def bench_juqueue(root: Path, n: int, k: int, profile_dir: Path | None = None) -> dict:
-    srv = Serve(root)
-    out: dict = {"serve": srv}
-    try:
+class JuQueueBench:
+    """One serve with a local cluster of 2 nodes x 8 slots, warmed once and kept warm for every
+    round; one live-feed client connected throughout."""
+
+    def __init__(self, root: Path) -> None:
+        self.srv = Serve(root)
+        self.feed: FeedListener | None = None
+        self.role_of: dict[int, str] = {}
+
+    def start(self) -> None:
+        srv = self.srv
         log(f"juqueue: starting serve on port {srv.port}, work dir {srv.work_dir}")
         srv.start()
-
+        self.feed = FeedListener(srv.url, srv.token)
+        self.feed.start()
         log(f"juqueue: warm-up ({NODES * SLOTS} x sleep 1)")
         srv.add_experiment("warmup.yaml", matrix_experiment("warmup", ["sleep", "1"], NODES * SLOTS))
         srv.wait_experiment_final("warmup", NODES * SLOTS, 0.5, 180)
         with srv.db() as db:
-            out["warm_nodes"] = db.execute(
+            self.warm_nodes = db.execute(
                 "select count(distinct a.node) from attempts a join runs r on r.global_id = a.global_id "
                 "where r.experiment = 'warmup'").fetchone()[0]
+        self.role_of = roles(srv.work_dir_pids(), srv.proc.pid)
+        import redis
 
-        log(f"juqueue: {n} x true")
-        spies = start_profilers(srv, profile_dir) if profile_dir else []
+        self.broker = redis.Redis.from_url(WorkDir(srv.work_dir).broker_url_file.read_text().strip(), decode_responses=True)
+
+    def run(self, n: int, name: str, profile_dir: Path | None = None) -> dict:
+        """n `true` runs as one matrix experiment; timed by the store (first queued_at -> last ended_at)."""
+        srv, out = self.srv, {}
+        log(f"juqueue: {n} x true ({name})")
+        spies = []
+        if profile_dir:
+            workers = sorted(pid for pid, role in self.role_of.items() if role.startswith("worker"))
+            spies = start_profilers([("serve", srv.proc.pid)] + [("worker0", pid) for pid in workers[:1]],
+                                    profile_dir / name, log)
+        cpu0, calls0 = cpu_snapshot(self.role_of), broker_calls(self.broker)
         try:
-            srv.add_experiment("bench.yaml", matrix_experiment("bench", ["true"], n))
-            srv.wait_experiment_final("bench", n, 0.5, max(300, n / 5))
+            srv.add_experiment(f"{name}.yaml", matrix_experiment(name, ["true"], n))
+            srv.wait_experiment_final(name, n, 0.5, max(300, n / 5))
         finally:
+            out["cpu"] = cpu_delta(cpu0, cpu_snapshot(self.role_of))
+            calls1 = broker_calls(self.broker)
+            out["calls"] = {cmd: calls1[cmd] - calls0.get(cmd, 0) for cmd in calls1 if calls1[cmd] > calls0.get(cmd, 0)}
             out["profiles"] = stop_profilers(spies)
         with srv.db() as db:
             q0, e1, cnt, ok = db.execute(
                 "select min(queued_at), max(ended_at), count(*), sum(status = 'completed') from runs "
-                "where experiment = 'bench'").fetchone()
-            s0 = db.execute("select min(a.started_at) from attempts a join runs r on r.global_id = a.global_id "
-                            "where r.experiment = 'bench'").fetchone()[0]
-            attempts = db.execute("select count(*) from attempts a join runs r on r.global_id = a.global_id "
-                                  "where r.experiment = 'bench'").fetchone()[0]
+                "where experiment = ?", (name,)).fetchone()
+            attempts, s0 = db.execute("select count(*), min(a.started_at) from attempts a join runs r "
+                                      "on r.global_id = a.global_id where r.experiment = ?", (name,)).fetchone()
             # nodes the N runs used, and how many of them were started only after the runs were queued
             used, cold = db.execute(
                 "select count(*), coalesce(sum(n.created_at > ?), 0) from nodes n where n.name in "
-                "(select a.node from attempts a join runs r on r.global_id = a.global_id where r.experiment = 'bench')",
-                (q0,)).fetchone()
+                "(select a.node from attempts a join runs r on r.global_id = a.global_id where r.experiment = ?)",
+                (q0, name)).fetchone()
         out.update(span=e1 - q0, first_start=s0 - q0, runs=cnt, completed=ok, attempts=attempts, nodes_used=used,
                    nodes_cold=cold)
+        return out
 
+    def latency(self, k: int) -> dict:
+        """K single runs on the warm nodes (free slots): queued -> published -> started from the store."""
+        srv = self.srv
         log(f"juqueue: latency, {k} single runs")
         lat, ctl, wrk, cold = [], [], [], 0
         for i in range(k):
@@ -222,215 +264,184 @@ def bench_juqueue(root: Path, n: int, k: int, profile_dir: Path | None = None) -
             lat.append(s - q)
             ctl.append(p - q)
             wrk.append(s - p)
-        out.update(lat=lat, ctl=ctl, wrk=wrk, lat_cold=cold)
-    except Exception as exc:  # a benchmark reports, it does not crash
-        out["error"] = f"{type(exc).__name__}: {exc}"
-    finally:
+        return {"lat": lat, "ctl": ctl, "wrk": wrk, "lat_cold": cold}
+
+    def idle(self, seconds: float) -> dict[str, tuple[float, float]]:
+        """Each worker's CPU share of one core and RSS (MB) over `seconds` with nothing to run."""
+        workers = {pid: role for pid, role in self.role_of.items() if role.startswith("worker")}
+        log(f"juqueue: workers idle for {seconds:g} s")
+        cpu0 = cpu_snapshot(workers)
+        time.sleep(seconds)
+        cpu = cpu_delta(cpu0, cpu_snapshot(workers))
+        return {role: (cpu[role] / seconds, rss_mb(pid) or 0.0) for pid, role in workers.items() if role in cpu}
+
+    def stop(self) -> list[int]:
         log("juqueue: stopping serve")
-        try:
-            srv.stop()
-        except Exception as exc:
-            out.setdefault("error", f"stop failed: {exc}")
-    out["left_after_stop"] = getattr(srv, "left_after_stop", [])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- profiling (--profile)
-
-def start_profilers(srv: Serve, out_dir: Path) -> list[tuple[str, subprocess.Popen, Path]]:
-    """py-spy on the serve process and on one worker node while the N runs go through (--profile DIR)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
-        log("--profile: py-spy not found (pip install py-spy); not profiling")
-        return []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [("serve", srv.proc.pid)]
-    workers = [pid for pid in srv.work_dir_pids() if b"juqueue.workers.node" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    targets += [(f"worker{i}", pid) for i, pid in enumerate(sorted(workers)[:1])]
-    spies = []
-    for name, pid in targets:
-        path = out_dir / f"{name}.txt"
-        proc = subprocess.Popen([spy, "record", "--format", "raw", "--rate", "100", "--nonblocking", "--pid", str(pid),
-                                 "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        spies.append((name, proc, path))
-    time.sleep(1.0)  # let py-spy attach before the runs arrive
-    return spies
-
-
-def stop_profilers(spies: list[tuple[str, subprocess.Popen, Path]]) -> dict[str, Path]:
-    done = {}
-    for name, proc, path in spies:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if path.exists():
-            done[name] = path
-    return done
-
-
-def summarize_profile(path: Path, top: int = 12) -> list[str]:
-    """Top functions by self and by inclusive samples from py-spy's raw (collapsed stack) output."""
-    self_c: dict[str, int] = {}
-    incl_c: dict[str, int] = {}
-    total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        c = int(count)
-        total += c
-        frames = [f.rsplit(":", 1)[0] + ")" if f.endswith(")") and ":" in f else f for f in stack.split(";")]
-        frames = [f.replace(str(Path(sys.prefix)), "<venv>") for f in frames]
-        self_c[frames[-1]] = self_c.get(frames[-1], 0) + c
-        for f in set(frames):
-            incl_c[f] = incl_c.get(f, 0) + c
-    if not total:
-        return ["  (no samples)"]
-    lines = [f"  {total} samples at 100 Hz (~{total / 100:.1f} CPU-s across threads)", "  self:"]
-    lines += [f"    {c * 100 / total:5.1f}%  {f}" for f, c in sorted(self_c.items(), key=lambda kv: -kv[1])[:top]]
-    lines.append("  inclusive:")
-    lines += [f"    {c * 100 / total:5.1f}%  {f}" for f, c in sorted(incl_c.items(), key=lambda kv: -kv[1])[:top * 2]]
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------- HyperQueue
-
-def bench_hq(root: Path, n: int) -> dict:
-    try:
-        from importlib.metadata import version
-
-        import hyperqueue  # noqa: F401
-        from hyperqueue import Job, LocalCluster
-        from hyperqueue.cluster import WorkerConfig
-    except ImportError as exc:
-        return {"unavailable": f"hyperqueue not importable ({exc}); `pip install hyperqueue` to include it"}
-    hq_dir, work = root / "hq-server", root / "hq-work"
-    hq_dir.mkdir()
-    work.mkdir()
-    stamp = root / "hq-final.txt"
-    cluster = None
-    # HyperQueue's server and workers run inside this process (FFI) and print tables and progress bars:
-    # send this process's stdout/stderr to a file while it runs.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(root / "hq.log", "ab") as hq_log:
-        os.dup2(hq_log.fileno(), 1)
-        os.dup2(hq_log.fileno(), 2)
-    try:
-        cluster = LocalCluster(server_dir=str(hq_dir))
-        for _ in range(NODES):
-            cluster.start_worker(WorkerConfig(cores=SLOTS))
-        client = cluster.client()
-
-        warm = Job(default_workdir=work / "warmup")
-        for _ in range(NODES * SLOTS):
-            warm.program(["sleep", "1"], stdout=None, stderr=None)
-        client.wait_for_jobs([client.submit(warm)])
-
-        job = Job(default_workdir=work / "bench")
-        tasks = [job.program(["true"]) for _ in range(n)]
-        job.program(["sh", "-c", f"date +%s.%N > {stamp}"], deps=tasks)
-        t0 = time.time()
-        submitted = client.submit(job)
-        t_submitted = time.time()
-        ok = client.wait_for_jobs([submitted], raise_on_error=False)
-        t_end = float(stamp.read_text().strip())
-        return {"span": t_end - t0, "submit": t_submitted - t0, "ok": ok, "version": version("hyperqueue")}
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        if cluster is not None:
-            try:
-                cluster.stop()
-            except Exception:
-                pass
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-
+        if self.feed is not None:
+            self.feed.stop()
+        self.srv.stop()
+        return getattr(self.srv, "left_after_stop", [])
 
 # ---------------------------------------------------------------------------------------------- main
 
+def rounds(args: argparse.Namespace, res: dict, jq: JuQueueBench, hq: HyperQueue) -> None:
+    """Each round runs every N on xargs, JuQueue and HyperQueue, one after the other, so the
+    three systems see the same load; a failing part ends the rounds (what ran is kept in `res`)."""
+    for r in range(args.rounds):
+        for n in args.n:
+            log(f"round {r + 1}/{args.rounds}, N={n}: xargs")
+            res[n]["xargs"].append(n / bench_xargs(n))
+            out = jq.run(n, f"bench{n}r{r + 1}", args.profile if r == 0 else None)
+            res[n]["juqueue"].append(out)
+            if hq.cluster is not None:
+                log(f"round {r + 1}/{args.rounds}, N={n}: hq")
+                res[n]["hq"].append(hq.run(n))
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(args: argparse.Namespace, res: dict, jq: JuQueueBench, hq: HyperQueue, lat: dict | None,
+           idle: dict | None, out) -> None:  # type: ignore[no-untyped-def]
+    def p(line: str = "") -> None:
+        print(line, file=out)
+
+    hq_ratio_at: dict[int, float] = {}
+    for n in args.n:
+        x, j, h = res[n]["xargs"], res[n]["juqueue"], res[n]["hq"]
+        for i in range(len(j)):
+            r_j = n / j[i]["span"]
+            r_h = n / h[i]["span"] if i < len(h) else None
+            p(f"round {i + 1}  N={n:<5} xargs {x[i]:7.1f}  juqueue {r_j:6.1f}  "
+              + (f"hq {r_h:6.1f}  juqueue/hq {r_j / r_h:4.2f}  " if r_h else "hq   -  ")
+              + f"juqueue/xargs {r_j / x[i]:4.2f}  runs/s")
+        if not j:
+            continue
+        rj = [n / o["span"] for o in j]
+        last = j[-1]
+        p(f"xargs    N={n:<5} median {med(x):7.1f} runs/s  (seq {n} | xargs -P 16 -n 1 true)")
+        ratio_x = med([rj[i] / x[i] for i in range(len(rj))])
+        line = f"juqueue  N={n:<5} median {med(rj):7.1f} runs/s  {ratio_x:.2f} x xargs"
+        if h:
+            hq_ratio_at[n] = med([rj[i] / (n / h[i]["span"]) for i in range(min(len(rj), len(h)))])
+            line += f", {hq_ratio_at[n]:.2f} x hq"
+        p(line + f"  (medians of {len(rj)} rounds' rates and ratios; last round: {last['completed']}/{last['runs']} "
+          f"completed, {last['attempts']} attempts, first start {last['first_start'] * 1000:.0f} ms after first "
+          f"queued, {last['nodes_used']} nodes, {last['nodes_cold']} started after the runs were queued)")
+        if hq.unavailable:
+            p(f"hq       N={n:<5} not measured: {hq.unavailable}")
+        elif h:
+            bad = "" if all(o["ok"] for o in h) else "; SOME TASKS FAILED"
+            p(f"hq       N={n:<5} median {med([n / o['span'] for o in h]):7.1f} runs/s  "
+              f"{med([(n / h[i]['span']) / x[i] for i in range(len(h))]):.2f} x xargs  (hyperqueue {hq.version}{bad})")
+        roles_ = sorted({role for o in j for role in o["cpu"]})
+        per_run = {role: med([o["cpu"].get(role, 0.0) for o in j]) / n * 1000 for role in roles_}
+        line = "  ".join(f"{role} {v:.2f}" for role, v in per_run.items())
+        total = sum(v for role, v in per_run.items())
+        line = f"cpu      N={n:<5} per run, ms: {line}  (juqueue total {total:.2f})"
+        if h:
+            line += f"  hq {med([o['cpu'] for o in h]) / n * 1000:.2f} (its server and workers, in the bench process)"
+        p(line)
+        calls = [o.get("calls") or {} for o in j]
+        if any(calls):
+            per = {cmd: med([c.get(cmd, 0) for c in calls]) / n for cmd in set().union(*calls)}
+            top = "  ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+            p(f"broker   N={n:<5} commands per run: {sum(per.values()):.2f}  ({top})")
+    if lat:
+        lat_ms = [v * 1000 for v in lat["lat"]]
+        k = len(lat_ms)
+        p(f"latency  K={k}  queued->started median {med(lat_ms):.1f} ms  p90 {pct(lat_ms, 0.9):.1f} ms  "
+          f"(min {min(lat_ms):.1f}, max {max(lat_ms):.1f}; {k - lat['lat_cold']}/{k} on a warm node)")
+        p(f"latency  K={k}  queued->published median {med(lat['ctl']) * 1000:.1f} ms (controller)  "
+          f"published->started median {med(lat['wrk']) * 1000:.1f} ms (broker + worker)")
+    if idle:
+        p("idle     " + "  ".join(f"{role} {cpu * 100:.2f}% of a core, RSS {rss:.0f} MB" for role, (cpu, rss) in sorted(idle.items()))
+          + f"  (over {args.idle:g} s, nothing to run)")
+    feed = jq.feed
+    if feed is not None:
+        p(f"feed     one live-feed client connected throughout: {feed.messages} messages"
+          + (f" ({feed.error})" if feed.error else ""))
+    n_t = TARGET_N if TARGET_N in hq_ratio_at else (max(hq_ratio_at) if hq_ratio_at else None)
+    if n_t is not None:
+        met = hq_ratio_at[n_t] >= TARGET_HQ_RATIO
+        p(f"target   throughput >= {TARGET_HQ_RATIO:.2f} x HyperQueue at N={TARGET_N} (median of {len(res[n_t]['juqueue'])} rounds): "
+          f"{'met' if met else 'NOT met'} ({hq_ratio_at[n_t]:.2f}{'' if n_t == TARGET_N else f' at N={n_t}'})")
+    else:
+        p(f"target   throughput >= {TARGET_HQ_RATIO:.2f} x HyperQueue at N={TARGET_N}: NOT measured")
+    if lat:
+        m = med(lat["lat"]) * 1000
+        p(f"target   median queued->started < {TARGET_LATENCY_MS:.0f} ms: {'met' if m < TARGET_LATENCY_MS else 'NOT met'} ({m:.1f} ms)")
+    if idle:
+        worst_cpu = max(c for c, _ in idle.values()) * 100
+        worst_rss = max(r for _, r in idle.values())
+        met = worst_cpu < TARGET_IDLE_CPU_PCT and worst_rss < TARGET_RSS_MB
+        p(f"target   worker idle CPU < {TARGET_IDLE_CPU_PCT:g}% of a core and RSS < {TARGET_RSS_MB} MB: "
+          f"{'met' if met else 'NOT met'} (worst {worst_cpu:.2f}%, {worst_rss:.0f} MB)")
+    for n in args.n:
+        for o in res[n]["juqueue"]:
+            for name, path in (o.get("profiles") or {}).items():
+                p(f"profile  N={n} {name}: {path}")
+                p("\n".join(summarize_profile(path)))
+
+
 def main() -> int:
+    global _ERR
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=2000, help="runs per system (default 2000)")
+    ap.add_argument("--n", type=lambda v: [int(x) for x in v.split(",")], default=[2000, 6000],
+                    help="runs per system, comma-separated (default 2000,6000)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; medians are taken over them (default 3)")
     ap.add_argument("--k", type=int, default=15, help="single runs for the latency part (default 15)")
+    ap.add_argument("--idle", type=float, default=60.0, help="seconds the workers' idle CPU is measured (default 60; 0: skip)")
     ap.add_argument("--skip-hq", action="store_true", help="skip HyperQueue")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (serve.log, work dir, store)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (serve.log, work dir, store, hq.log)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
-                    help="py-spy (pip install py-spy) the serve process and one worker during the N runs; "
+                    help="py-spy (pip install py-spy) the serve process and one worker during the first round; "
                          "raw profiles go to DIR and a summary is printed (it perturbs the timing)")
     args = ap.parse_args()
-    n = args.n
 
     root = Path(tempfile.mkdtemp(prefix="juqueue-bench-"))
     log(f"temp dir {root}")
+    hq = HyperQueue(root, NODES, SLOTS)
+    jq = JuQueueBench(root)
+    redirect = None if args.skip_hq else Redirect(root / "hq.log")
+    out = sys.stdout if redirect is None else redirect.out
+    if redirect is not None:
+        _ERR = redirect.err
+    res: dict = {n: {"xargs": [], "juqueue": [], "hq": []} for n in args.n}
+    lat = idle = None
+    left: list[int] = []
     try:
-        t_x = bench_xargs(n)
-        jq = bench_juqueue(root, n, args.k, args.profile)
-        hq = {"unavailable": "skipped (--skip-hq)"} if args.skip_hq else bench_hq(root, n)
+        if args.skip_hq:
+            hq.unavailable = "skipped (--skip-hq)"
+        else:
+            log("hq: starting a LocalCluster and warming it")
+            hq.start()
+        jq.start()
+        rounds(args, res, jq, hq)
+        lat = jq.latency(args.k) if args.k else None
+        idle = jq.idle(args.idle) if args.idle else None
+    except Exception as exc:  # a benchmark reports, it does not crash
+        print(f"ERROR    {type(exc).__name__}: {exc}", file=out)
     finally:
+        try:
+            left = jq.stop()
+        except Exception as exc:
+            print(f"ERROR    stop failed: {exc}", file=out)
+        hq.stop()
+        try:
+            report(args, res, jq, hq, lat, idle, out)
+        except Exception:
+            traceback.print_exc(file=out)
+        if left:
+            print(f"warning  processes of the JuQueue work dir were left after stop and killed: {left}", file=out)
+        if args.keep:
+            print(f"kept     {root}", file=out)
+        if redirect is not None:
+            redirect.restore()
+            _ERR = sys.stderr
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-
-    r_x = n / t_x
-    print(f"xargs    N={n}  {r_x:8.1f} runs/s  ({t_x:.3f} s wall, seq {n} | xargs -P 16 -n 1 true)")
-
-    r_jq = None
-    if "span" in jq:
-        r_jq = n / jq["span"]
-        print(f"juqueue  N={n}  {r_jq:8.1f} runs/s  ratio {r_jq / r_x:.2f} x xargs  "
-              f"({jq['span']:.3f} s first queued_at -> last ended_at; {jq['completed']}/{jq['runs']} completed, "
-              f"{jq['attempts']} attempts; first start {jq['first_start'] * 1000:.0f} ms after first queued; "
-              f"warm-up used {jq['warm_nodes']} nodes; {jq['nodes_used']} nodes ran them, "
-              f"{jq['nodes_cold']} of them started after the runs were queued)")
-    if "error" in jq:
-        print(f"juqueue  ERROR: {jq['error']}")
-
-    r_hq = None
-    if "unavailable" in hq:
-        print(f"hq       N={n}  not measured: {hq['unavailable']}")
-    elif "error" in hq:
-        print(f"hq       N={n}  ERROR: {hq['error']}")
-    else:
-        r_hq = n / hq["span"]
-        print(f"hq       N={n}  {r_hq:8.1f} runs/s  ratio {r_hq / r_x:.2f} x xargs  "
-              f"({hq['span']:.3f} s submit -> final dependent task; hyperqueue {hq['version']}"
-              f"{'' if hq['ok'] else '; SOME TASKS FAILED'})")
-
-    med = None
-    if jq.get("lat"):
-        lat_ms = [x * 1000 for x in jq["lat"]]
-        med = statistics.median(lat_ms)
-        print(f"latency  K={len(lat_ms)}  queued->started median {med:.1f} ms  p90 {pct(lat_ms, 0.9):.1f} ms  "
-              f"(min {min(lat_ms):.1f}, max {max(lat_ms):.1f}; {len(lat_ms) - jq['lat_cold']}/{len(lat_ms)} on a warm node)")
-        print(f"latency  K={len(lat_ms)}  queued->published median {statistics.median(jq['ctl']) * 1000:.1f} ms (controller)  "
-              f"published->started median {statistics.median(jq['wrk']) * 1000:.1f} ms (broker + worker)")
-
-    if r_jq is not None:
-        met = r_jq / r_x >= TARGET_RATIO
-        print(f"target   throughput >= {TARGET_RATIO:.2f} x xargs at N={n}: {'met' if met else 'NOT met'} "
-              f"({r_jq / r_x:.2f}){'' if n == 2000 else ' (the target is defined for N=2000)'}")
-    else:
-        print(f"target   throughput >= {TARGET_RATIO:.2f} x xargs: NOT measured")
-    if med is not None:
-        print(f"target   median latency < {TARGET_LATENCY_MS:.0f} ms: {'met' if med < TARGET_LATENCY_MS else 'NOT met'} ({med:.1f} ms)")
-    else:
-        print(f"target   median latency < {TARGET_LATENCY_MS:.0f} ms: NOT measured")
-    if jq.get("left_after_stop"):
-        print(f"warning  processes of the JuQueue work dir were left after stop and killed: {jq['left_after_stop']}")
-    for name, path in (jq.get("profiles") or {}).items():
-        print(f"profile  {name}: {path}")
-        print("\n".join(summarize_profile(path)))
-    if args.keep:
-        print(f"kept     {root}")
     return 0
 
 

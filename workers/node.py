@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     control = NodeControl(runtime)
     reuse_kombu_clients()
     app = make_celery_app(url)
+    # No ack emulation on the node's queue: kombu would keep each delivered message in an
+    # `unacked` hash until its ack (two Redis transactions per run) only to restore it after
+    # the 30-day visibility timeout. A message lost with a worker is found by heartbeats
+    # (`EventIngest._settle_lost_messages`); prefetched ones still go back at a warm shutdown.
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "ack_emulation": False}
 
     @app.task(name=RUN_TASK, ignore_result=True)
     def run_attempt(global_id: str, attempt: int, slots: list[int] | None = None) -> None:

@@ -35,9 +35,10 @@ class Dispatch:
         for n in s.nodes.values():
             if n.state == NodeState.UP:
                 free[n.cluster] = free.get(n.cluster, 0) + max(0, n.slots_total - n.slots_used)
-        # Enough of the queue's head for best fit and giving way (k-slot runs may be skipped).
+        # Enough of the queue's head for best fit and giving way (k-slot runs may be skipped);
+        # when every ready run needs one slot, the free slots' worth of it (plus runs on the move).
         ready = {c: s.queue.head(c, s.queue.ready_count(c) if s.has_device_less_node(c)
-                                 else (free.get(c, 0) + PLACEMENT_LOOKAHEAD if free.get(c, 0) else 0))
+                                 else (free.get(c, 0) + self._lookahead(c) if free.get(c, 0) else 0))
                  for c in s.queue.clusters() if c not in s.health or not s.health[c].placement_blocked}
         moved = {g for g, _, _ in placed}
         for c in ready:
@@ -72,6 +73,10 @@ class Dispatch:
         if to_publish:
             s.commit()  # the store knows the attempt before any worker can see it
             self.publisher.publish(to_publish)
+
+    def _lookahead(self, cluster: str) -> int:
+        q = self.s.queue
+        return PLACEMENT_LOOKAHEAD if q.ready_slots(cluster) > q.ready_count(cluster) else len(self.s.moving)
 
     def _place_reserved(self) -> list[tuple[str, str, tuple[int, ...]]]:
         """Moved runs go to the slots reserved for them; a reservation on a node that no longer

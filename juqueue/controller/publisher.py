@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 
 import redis
 from celery import Celery
 
 from juqueue.broker.keys import Keys
-from juqueue.broker.messages import task_message
+from juqueue.broker.messages import TaskMessages
 from juqueue.celery_app import RUN_TASK
 from juqueue.definitions import placeholders
 from juqueue.paths import WorkDir
@@ -42,12 +43,14 @@ class Publisher:
         self.keys = keys
         self.redis = client
         self.app = app
+        self.messages = TaskMessages(app, RUN_TASK)
 
     def attempt_spec(self, a: Assignment) -> dict:
         spec = json.loads(a.spec_json)
-        run_dir = self.work.run_dir(a.experiment, a.run_id)
-        log_dir = self.work.log_dir(a.experiment, a.run_id)
-        rd, ld = str(run_dir), str(log_dir)
+        # The paths as WorkDir names them, joined once as text: this runs for every attempt.
+        rd = str(self.work.run_dir(a.experiment, a.run_id))
+        ld = os.path.join(rd, "logs")
+        prefix = os.path.join(ld, f"attempt-{a.attempt}")
         executor = spec.get("executor") or {}
 
         def res(value: str) -> str:
@@ -66,27 +69,33 @@ class Publisher:
             "cuda": bool(executor.get("cuda")),
             "run_dir": rd,
             "log_dir": ld,
-            "stdout": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "out")),
-            "stderr": str(self.work.attempt_log(a.experiment, a.run_id, a.attempt, "err")),
-            "exit_file": str(self.work.exit_file(a.experiment, a.run_id, a.attempt)),
-            "checkpoint_file": str(self.work.checkpoint_file(a.experiment, a.run_id, a.attempt)),
+            "stdout": prefix + ".out",
+            "stderr": prefix + ".err",
+            "exit_file": prefix + ".exit.json",
+            "checkpoint_file": prefix + ".checkpoint",
         }
 
     def publish(self, assignments: list[Assignment]) -> None:
         """Fencing keys, specs and messages for a whole batch in one round trip.
 
-        Within the pipeline each run's `current` key and spec are set before its message
-        is pushed, so a worker can never see a message it cannot claim.
+        Every run's `current` key and spec are set (one MSET) before any message is pushed
+        (one LPUSH per node, in placement order), so a worker can never see a message it
+        cannot claim.
         """
         if not assignments:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        keys: dict[str, str] = {}
+        queues: dict[str, list[str]] = {}
         for a in assignments:
-            pipe.set(self.keys.current_attempt(a.global_id), a.attempt)
-            pipe.set(self.keys.spec(a.global_id), json.dumps(self.attempt_spec(a)))
+            keys[self.keys.current_attempt(a.global_id)] = str(a.attempt)
+            keys[self.keys.spec(a.global_id)] = json.dumps(self.attempt_spec(a))
             queue = self.keys.node_queue(a.node)
-            pipe.lpush(queue, task_message(self.app, RUN_TASK, f"{a.global_id}:{a.attempt}",
-                                          [a.global_id, a.attempt, list(a.slots)], queue))
+            queues.setdefault(queue, []).append(
+                self.messages.build(f"{a.global_id}:{a.attempt}", [a.global_id, a.attempt, list(a.slots)], queue))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mset(keys)
+        for queue, messages in queues.items():
+            pipe.lpush(queue, *messages)  # pushed one after the other: the worker pops the first placed first
         pipe.execute()
 
     def send_control(self, node: str, command: dict) -> None:
