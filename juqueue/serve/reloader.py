@@ -137,9 +137,9 @@ class ReloaderStep:
         reloader = Reloader(ctx, ctx.controller)
         turn = threading.Lock()  # the first reload holds it until it is over
 
-        def reload(yes: bool = False) -> dict:
+        def reload(yes: bool = False, dry_run: bool = False) -> dict:
             with turn:
-                return reloader.reload(yes=yes)
+                return reloader.reload(yes=yes, dry_run=dry_run)
 
         def first() -> None:
             try:

