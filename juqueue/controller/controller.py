@@ -231,6 +231,7 @@ class Controller(StatusReads):
             # derived again from the store and the unacknowledged events. A command that needs
             # the store meanwhile fails with the store's error; the loop goes on waiting.
             self.s.batch = WriteBatch()
+            self.s.store.reset_connections()  # none opened during the outage is reused
             try:
                 self._rebuild()  # first: a command must never act on memory the store did not see
             except (SQLAlchemyError, redis.RedisError) as again:

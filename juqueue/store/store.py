@@ -58,6 +58,11 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def reset_connections(self) -> None:
+        """Close the pooled connections: SQLite keeps a connection opened while its file could not
+        be written read-only for good, so after an outage every write on it would fail again."""
+        self.engine.dispose()
+
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
