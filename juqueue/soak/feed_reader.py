@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -87,10 +86,6 @@ class FeedReader:
             except (httpx.HTTPError, OSError, ValueError):
                 self.counts["errors"] += 1
             self._stop.wait(1.0)
-
-    def catch_up(self) -> None:
-        """After the final wait: one fetch of every run, as a page would on reconnect, before stopping."""
-        time.sleep(2)
 
     def stop(self) -> None:
         self._stop.set()
